@@ -1,0 +1,140 @@
+//! One error type for the whole core. Every error carries its context (the file, variable or value
+//! it is about and what was expected) in a one-line message; the boundary turns it into a
+//! `gpuaff:` line on stderr or a negative errno.
+
+use std::fmt;
+
+/// What went wrong, coarsely: decides the errno at the C boundary and the CLI exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A value from the caller or the environment is malformed or out of range.
+    InvalidInput,
+    /// A sysfs/procfs file is missing, unreadable or malformed.
+    Machine,
+    /// No usable GPU (none present, none visible, or the requested one does not exist).
+    NoDevice,
+    /// The plan cannot be made (e.g. no allowed CPU anywhere near the GPU, and strict).
+    Unplannable,
+    /// The kernel refused a change (sched_setaffinity, set_mempolicy).
+    Os,
+    /// NVML could not be loaded or answered with an error.
+    Nvml,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    msg: String,
+    /// The OS errno behind an `Os` or `Machine` error, when there is one.
+    os_errno: Option<i32>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
+        Error {
+            kind,
+            msg: msg.into(),
+            os_errno: None,
+        }
+    }
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, msg)
+    }
+    pub fn machine(msg: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Machine, msg)
+    }
+    pub fn no_device(msg: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NoDevice, msg)
+    }
+    pub fn unplannable(msg: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unplannable, msg)
+    }
+    pub fn nvml(msg: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Nvml, msg)
+    }
+    /// A failed system call; `errno` is the positive OS error number.
+    pub fn os(errno: i32, msg: impl Into<String>) -> Self {
+        Error {
+            kind: ErrorKind::Os,
+            msg: msg.into(),
+            os_errno: Some(errno),
+        }
+    }
+    /// An environment variable or option whose value cannot be parsed: names both and what is accepted.
+    pub fn bad_value(name: &str, value: &str, accepted: &str) -> Self {
+        Self::invalid(format!(
+            "{name}={value:?} is not valid (accepted: {accepted})"
+        ))
+    }
+    /// A file of the machine model that is missing or odd: names the file.
+    pub fn file(path: &std::path::Path, what: impl fmt::Display) -> Self {
+        Self::machine(format!("{}: {what}", path.display()))
+    }
+    pub fn with_errno(mut self, errno: i32) -> Self {
+        self.os_errno = Some(errno);
+        self
+    }
+    /// Prefixes the message with more context: `"{ctx}: {msg}"`.
+    pub fn context(mut self, ctx: impl fmt::Display) -> Self {
+        self.msg = format!("{ctx}: {}", self.msg);
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    pub fn message(&self) -> &str {
+        &self.msg
+    }
+    pub fn os_errno(&self) -> Option<i32> {
+        self.os_errno
+    }
+
+    /// The positive errno that stands for this error at the C boundary (callers negate it).
+    pub fn errno(&self) -> i32 {
+        match self.kind {
+            ErrorKind::InvalidInput => libc::EINVAL,
+            ErrorKind::Machine => self.os_errno.unwrap_or(libc::EIO),
+            ErrorKind::NoDevice => libc::ENODEV,
+            ErrorKind::Unplannable => libc::EDOM,
+            ErrorKind::Os => self.os_errno.unwrap_or(libc::EPERM),
+            ErrorKind::Nvml => libc::ELIBACC,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One line, always: a message that arrives with newlines (a file's contents) is flattened.
+        for (i, line) in self.msg.lines().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(line)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_one_line_and_errno_follows_kind() {
+        let e = Error::bad_value("GPU_AFFINITY_MODE", "sokcet\n", "none, socket");
+        assert!(!e.to_string().contains('\n'));
+        assert!(e.to_string().contains("GPU_AFFINITY_MODE"));
+        assert_eq!(e.errno(), libc::EINVAL);
+        assert_eq!(Error::no_device("x").errno(), libc::ENODEV);
+        assert_eq!(Error::os(libc::ESRCH, "x").errno(), libc::ESRCH);
+        assert_eq!(
+            Error::machine("x").context("topology").message(),
+            "topology: x"
+        );
+    }
+}
