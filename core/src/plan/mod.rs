@@ -364,7 +364,11 @@ pub fn plan_rank(
     let cpus = match opts.cores {
         Cores::AllLogical => cpus,
         // The lowest allowed sibling of each core, never one chosen by hash order.
-        Cores::SingleLogical => ctx.cores_of(&cpus).iter().filter_map(|c| c.first()).collect(),
+        Cores::SingleLogical => ctx
+            .cores_of(&cpus)
+            .iter()
+            .filter_map(|c| c.first())
+            .collect(),
     };
     if cpus.is_empty() {
         return Err(Error::unplannable(format!(
@@ -406,6 +410,15 @@ pub fn plan_request(
 /// `plan_all` for the CLI.
 pub fn plan_request_all(req: &crate::Request, machine: &crate::Machine, visible: &Visible) -> Plan {
     plan_all(&machine.topology, &machine.gpus, visible, &req.plan)
+}
+
+/// "1 core", "3 cores".
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn gpu_label(g: &Gpu) -> String {
@@ -590,7 +603,11 @@ impl<'a> Ctx<'a> {
                 .filter(|n| n.1.intersects(&pkg))
                 .map(|n| &n.1)
                 .collect();
-            let what = format!("the package of {} of GPU {}", node_label(&r.nodes), gpu_label(g));
+            let what = format!(
+                "the package of {} of GPU {}",
+                node_label(&r.nodes),
+                gpu_label(g)
+            );
             return self.with_fallback(&own, &near, &what);
         }
         let what = format!("{} of GPU {}", node_label(&r.nodes), gpu_label(g));

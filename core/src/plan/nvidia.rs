@@ -94,8 +94,9 @@ fn unique(
             return Vec::new();
         };
         notes.push(format!(
-            "{g} GPUs but {c} core(s) on CPUs {}: GPUs share core {core}",
-            cores.iter().collect::<CpuSet>()
+            "the CPUs {} have {g} GPUs but {}: GPUs share core {core}",
+            cores.iter().collect::<CpuSet>(),
+            super::count(c, "core")
         ));
         return vec![core.clone()];
     }
@@ -110,7 +111,11 @@ fn unique(
     } else {
         c / g
     };
-    let usable = if balanced { &cores[..(g * per).min(c)] } else { &cores[..] };
+    let usable = if balanced {
+        &cores[..(g * per).min(c)]
+    } else {
+        &cores[..]
+    };
     if interleaved {
         usable.iter().skip(k).step_by(g).cloned().collect()
     } else {

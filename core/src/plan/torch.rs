@@ -19,7 +19,8 @@ pub(super) fn exclusive(
             return Vec::new();
         };
         notes.push(format!(
-            "{node} has {g} GPUs but {p} core(s): GPUs share core {core}"
+            "{node} has {g} GPUs but {}: GPUs share core {core}",
+            super::count(p, "core")
         ));
         return vec![core.clone()];
     }
