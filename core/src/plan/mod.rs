@@ -259,7 +259,7 @@ pub fn plan_rank(
         )));
     }
 
-    let ctx = Ctx::new(topo, gpus);
+    let ctx = Ctx::new(topo);
     let mut notes = Vec::new();
     // The GPUs taking part, as machine indices, and this rank's position among them.
     let (pool, pos): (Vec<usize>, usize) = if single && nproc > 1 && gpus.len() > 1 {
@@ -458,7 +458,7 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(topo: &'a Topology, _gpus: &[Gpu]) -> Self {
+    fn new(topo: &'a Topology) -> Self {
         let mut nodes: Vec<(u32, CpuSet)> = if topo.nodes.is_empty() {
             vec![(0, topo.online.clone())]
         } else {
