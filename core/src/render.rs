@@ -3,7 +3,7 @@
 
 use crate::cpuset::CpuSet;
 use crate::machine::Machine;
-use crate::plan::{Cores, Plan, RankPlan};
+use crate::plan::{Cores, Plan};
 use crate::topology::Topology;
 use std::fmt::Write as _;
 
@@ -61,7 +61,12 @@ fn node_label(id: Option<u32>) -> String {
 pub fn topo_text(m: &Machine) -> String {
     let t = &m.topology;
     let mut o = String::new();
-    let cpuless: Vec<String> = t.nodes.iter().filter(|n| n.cpus.is_empty()).map(|n| n.id.to_string()).collect();
+    let cpuless: Vec<String> = t
+        .nodes
+        .iter()
+        .filter(|n| n.cpus.is_empty())
+        .map(|n| n.id.to_string())
+        .collect();
     let _ = writeln!(
         o,
         "machine: {} packages, {} NUMA nodes{}, {} cores, {} CPUs online (SMT {}), {} core complexes",
@@ -79,8 +84,12 @@ pub fn topo_text(m: &Machine) -> String {
         let _ = writeln!(o, "package {pi}{id}: CPUs {}", p.cpus);
         for n in t.nodes.iter().filter(|n| n.cpus.intersects(&p.cpus)) {
             let cores = t.cores.iter().filter(|c| c.cpus.is_subset(&n.cpus)).count();
-            let cx: Vec<String> =
-                t.complexes.iter().filter(|c| c.is_subset(&n.cpus)).map(|c| c.to_string()).collect();
+            let cx: Vec<String> = t
+                .complexes
+                .iter()
+                .filter(|c| c.is_subset(&n.cpus))
+                .map(|c| c.to_string())
+                .collect();
             let _ = writeln!(o, "  node {}: CPUs {} ({} cores)", n.id, n.cpus, cores);
             if !n.distances.is_empty() {
                 let d: Vec<String> = n.distances.iter().map(|d| d.to_string()).collect();
@@ -92,7 +101,11 @@ pub fn topo_text(m: &Machine) -> String {
         }
     }
     if !cpuless.is_empty() {
-        let _ = writeln!(o, "memory-only nodes (no CPUs; never a CPU binding target): {}", cpuless.join(","));
+        let _ = writeln!(
+            o,
+            "memory-only nodes (no CPUs; never a CPU binding target): {}",
+            cpuless.join(",")
+        );
     }
     if m.gpus.is_empty() {
         let _ = writeln!(o, "GPUs: none");
@@ -112,7 +125,11 @@ pub fn topo_text(m: &Machine) -> String {
                 g.index,
                 g.pci_bus_id,
                 node_label(g.numa_node),
-                if g.local_cpus.is_empty() { "?".to_string() } else { g.local_cpus.to_string() },
+                if g.local_cpus.is_empty() {
+                    "?".to_string()
+                } else {
+                    g.local_cpus.to_string()
+                },
                 g.uuid.as_deref().unwrap_or("-"),
                 g.model.as_deref().unwrap_or(""),
                 extra
@@ -131,8 +148,12 @@ pub fn topo_json(m: &Machine) -> String {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let nodes: Vec<String> =
-                t.nodes.iter().filter(|n| n.cpus.intersects(&p.cpus)).map(|n| n.id.to_string()).collect();
+            let nodes: Vec<String> = t
+                .nodes
+                .iter()
+                .filter(|n| n.cpus.intersects(&p.cpus))
+                .map(|n| n.id.to_string())
+                .collect();
             format!(
                 "{{\"package\": {i}, \"os_id\": {}, \"cpulist\": {}, \"nodes\": [{}]}}",
                 json_opt(p.os_id),
@@ -155,7 +176,11 @@ pub fn topo_json(m: &Machine) -> String {
             )
         })
         .collect();
-    let cores: Vec<String> = t.cores.iter().map(|c| json_str(&c.cpus.to_list())).collect();
+    let cores: Vec<String> = t
+        .cores
+        .iter()
+        .map(|c| json_str(&c.cpus.to_list()))
+        .collect();
     let complexes: Vec<String> = t.complexes.iter().map(|c| json_str(&c.to_list())).collect();
     let gpus: Vec<String> = m
         .gpus
@@ -241,9 +266,19 @@ pub fn plan_text(m: &Machine, plan: &Plan) -> String {
         t.online.len(),
         m.gpus.len()
     );
-    let width = plan.ranks.iter().filter_map(|r| r.as_ref().ok()).map(|r| r.cpus.to_list().len()).max().unwrap_or(4);
+    let width = plan
+        .ranks
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.cpus.to_list().len())
+        .max()
+        .unwrap_or(4);
     let width = width.clamp(4, 40);
-    let _ = writeln!(o, "rank  gpu  pci_bus_id    node  {:<width$}  ncpus  mems", "cpus");
+    let _ = writeln!(
+        o,
+        "rank  gpu  pci_bus_id    node  {:<width$}  ncpus  mems",
+        "cpus"
+    );
     for (i, r) in plan.ranks.iter().enumerate() {
         match r {
             Ok(r) if r.cpus.is_empty() => {
@@ -300,8 +335,12 @@ pub fn plan_text(m: &Machine, plan: &Plan) -> String {
 /// One character per core: the rank bound there, `*` for several ranks, `.` free, `-` not allowed.
 fn machine_map(t: &Topology, plan: &Plan, _cores: Cores) -> String {
     let mut o = String::new();
-    let bound: Vec<(usize, &CpuSet)> =
-        plan.ranks.iter().filter_map(|r| r.as_ref().ok()).map(|r| (r.rank, &r.cpus)).collect();
+    let bound: Vec<(usize, &CpuSet)> = plan
+        .ranks
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| (r.rank, &r.cpus))
+        .collect();
     let gpus_of_node = |node: u32| -> Vec<String> {
         let mut v: Vec<String> = plan
             .ranks
@@ -318,7 +357,11 @@ fn machine_map(t: &Topology, plan: &Plan, _cores: Cores) -> String {
         "machine map (one character per core: the rank bound there, * several ranks, . free, - not allowed)"
     );
     let core_char = |cpus: &CpuSet| -> char {
-        let owners: Vec<usize> = bound.iter().filter(|(_, s)| s.intersects(cpus)).map(|(r, _)| *r).collect();
+        let owners: Vec<usize> = bound
+            .iter()
+            .filter(|(_, s)| s.intersects(cpus))
+            .map(|(r, _)| *r)
+            .collect();
         match owners.as_slice() {
             [] if !cpus.intersects(&t.allowed) => '-',
             [] => '.',
@@ -338,17 +381,29 @@ fn machine_map(t: &Topology, plan: &Plan, _cores: Cores) -> String {
             vec![("-".to_string(), p.cpus.clone())]
         };
         for (label, ncpus) in nodes {
-            let cores: Vec<&CpuSet> = t.cores.iter().map(|c| &c.cpus).filter(|c| c.is_subset(&ncpus)).collect();
+            let cores: Vec<&CpuSet> = t
+                .cores
+                .iter()
+                .map(|c| &c.cpus)
+                .filter(|c| c.is_subset(&ncpus))
+                .collect();
             let first = cores.first().and_then(|c| c.first()).unwrap_or(0);
             let last = cores.last().and_then(|c| c.first()).unwrap_or(0);
             let gpus = label.parse().map(&gpus_of_node).unwrap_or_default();
-            let gpu_txt = if gpus.is_empty() { String::new() } else { format!("  GPU {}", gpus.join(",")) };
+            let gpu_txt = if gpus.is_empty() {
+                String::new()
+            } else {
+                format!("  GPU {}", gpus.join(","))
+            };
             let chars: String = cores.iter().map(|c| core_char(c)).collect();
             let chars: Vec<char> = chars.chars().collect();
             for (li, chunk) in chars.chunks(MAP_WIDTH).enumerate() {
                 let line: String = chunk.iter().collect();
                 if li == 0 {
-                    let _ = writeln!(o, "  node {label:>3}  cores {first:>4}-{last:<4}  {line}{gpu_txt}");
+                    let _ = writeln!(
+                        o,
+                        "  node {label:>3}  cores {first:>4}-{last:<4}  {line}{gpu_txt}"
+                    );
                 } else {
                     let _ = writeln!(o, "  {:>28}{line}", "");
                 }
@@ -362,20 +417,40 @@ fn machine_map(t: &Topology, plan: &Plan, _cores: Cores) -> String {
 mod tests {
     use super::*;
     use crate::gpu::Gpu;
-    use crate::plan::{Mode, PlanOptions};
+    use crate::plan::{Mode, PlanOptions, RankPlan};
     use crate::topology::{Core, Node, Package};
 
     fn small() -> Machine {
         let l = |s: &str| CpuSet::parse_list(s).unwrap();
-        let cores: Vec<Core> = (0..4).map(|c| Core { cpus: l(&format!("{c},{}", c + 4)), package: 0 }).collect();
+        let cores: Vec<Core> = (0..4)
+            .map(|c| Core {
+                cpus: l(&format!("{c},{}", c + 4)),
+                package: 0,
+            })
+            .collect();
         let topology = Topology {
             online: l("0-7"),
             cores,
-            packages: vec![Package { os_id: Some(0), cpus: l("0-7") }],
+            packages: vec![Package {
+                os_id: Some(0),
+                cpus: l("0-7"),
+            }],
             nodes: vec![
-                Node { id: 0, cpus: l("0-1,4-5"), distances: vec![10, 20, 80] },
-                Node { id: 1, cpus: l("2-3,6-7"), distances: vec![20, 10, 80] },
-                Node { id: 2, cpus: CpuSet::new(), distances: vec![80, 80, 10] },
+                Node {
+                    id: 0,
+                    cpus: l("0-1,4-5"),
+                    distances: vec![10, 20, 80],
+                },
+                Node {
+                    id: 1,
+                    cpus: l("2-3,6-7"),
+                    distances: vec![20, 10, 80],
+                },
+                Node {
+                    id: 2,
+                    cpus: CpuSet::new(),
+                    distances: vec![80, 80, 10],
+                },
             ],
             complexes: vec![l("0-7")],
             allowed: l("0-2,4-6"),
@@ -388,12 +463,24 @@ mod tests {
             uuid: Some("GPU-1234\"x".into()),
             ..Default::default()
         }];
-        Machine { topology, gpus, warnings: vec![], files_read: 42 }
+        Machine {
+            topology,
+            gpus,
+            warnings: vec![],
+            files_read: 42,
+        }
     }
 
     fn plan_of(ranks: Vec<Result<RankPlan, crate::Error>>) -> Plan {
-        let options = PlanOptions { mode: Mode::Node, ..Default::default() };
-        Plan { options, ranks, warnings: vec!["w".into()] }
+        let options = PlanOptions {
+            mode: Mode::Node,
+            ..Default::default()
+        };
+        Plan {
+            options,
+            ranks,
+            warnings: vec!["w".into()],
+        }
     }
 
     fn rank(r: usize, cpus: &str) -> RankPlan {
@@ -417,15 +504,24 @@ mod tests {
         let text = plan_text(&m, &p);
         // node 0: core 0 -> rank 2, core 1 -> free; node 1: core 2 -> ranks 0 and 1, core 3 -> not allowed.
         assert!(text.contains("node   0  cores    0-1     2."), "{text}");
-        assert!(text.contains("node   1  cores    2-3     *-  GPU 0,1"), "{text}");
+        assert!(
+            text.contains("node   1  cores    2-3     *-  GPU 0,1"),
+            "{text}"
+        );
         assert!(text.contains("rank 1: a note"), "{text}");
-        assert!(!text.contains("node   2  cores"), "CPU-less node has no cores line: {text}");
+        assert!(
+            !text.contains("node   2  cores"),
+            "CPU-less node has no cores line: {text}"
+        );
     }
 
     #[test]
     fn plan_json_has_the_contract_fields_and_errors() {
         let m = small();
-        let p = plan_of(vec![Ok(rank(0, "2-3")), Err(crate::Error::no_device("no GPU 1"))]);
+        let p = plan_of(vec![
+            Ok(rank(0, "2-3")),
+            Err(crate::Error::no_device("no GPU 1")),
+        ]);
         let j = plan_json(&m, &p);
         assert!(j.starts_with("{\"mode\": \"node\""), "{j}");
         assert!(j.contains("{\"rank\": 0, \"gpu\": 0, \"pci_bus_id\": \"0000:07:00.0\", \"numa_node\": 1, \"cpus\": [2, 3], \"cpulist\": \"2-3\", \"mems\": [1]"), "{j}");
@@ -437,7 +533,10 @@ mod tests {
         let m = small();
         let t = topo_text(&m);
         assert!(t.contains("3 NUMA nodes (1 without CPUs)"), "{t}");
-        assert!(t.contains("memory-only nodes (no CPUs; never a CPU binding target): 2"), "{t}");
+        assert!(
+            t.contains("memory-only nodes (no CPUs; never a CPU binding target): 2"),
+            "{t}"
+        );
         let j = topo_json(&m);
         assert!(j.contains("\"uuid\": \"GPU-1234\\\"x\""), "{j}");
         assert!(j.contains("\"files_read\": 42"), "{j}");

@@ -60,7 +60,11 @@ fn main() -> ExitCode {
         }
         Err(Fail::Run(e)) => {
             eprintln!("gpuaff: {e}");
-            ExitCode::from(if e.kind() == gpuaff_core::ErrorKind::InvalidInput { 2 } else { 1 })
+            ExitCode::from(if e.kind() == gpuaff_core::ErrorKind::InvalidInput {
+                2
+            } else {
+                1
+            })
         }
     }
 }
@@ -79,7 +83,14 @@ struct Opts {
 fn parse_opts(args: &[String], allow: &[&str]) -> Result<Opts, Fail> {
     let env = |k: &str| std::env::var(k).ok();
     let mut req = Request::from_env(&env).map_err(|e| Fail::Usage(e.to_string()))?;
-    let mut o = Opts { req: Request::default(), allowed: None, json: false, lib: None, command: vec![], env_out: vec![] };
+    let mut o = Opts {
+        req: Request::default(),
+        allowed: None,
+        json: false,
+        lib: None,
+        command: vec![],
+        env_out: vec![],
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -97,7 +108,10 @@ fn parse_opts(args: &[String], allow: &[&str]) -> Result<Opts, Fail> {
             return Err(Fail::Usage(format!("unknown option {a:?}")));
         }
         let mut value = |name: &str| -> Result<String, Fail> {
-            inline.clone().or_else(|| it.next().cloned()).ok_or_else(|| Fail::Usage(format!("{name} needs a value")))
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| Fail::Usage(format!("{name} needs a value")))
         };
         let bad = |e: Error| Fail::Usage(e.to_string());
         match flag {
@@ -109,7 +123,9 @@ fn parse_opts(args: &[String], allow: &[&str]) -> Result<Opts, Fail> {
             "--nproc" => {
                 let v = value(flag)?;
                 let n: usize = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    Fail::Usage(format!("--nproc {v:?} is not valid (accepted: a positive integer)"))
+                    Fail::Usage(format!(
+                        "--nproc {v:?} is not valid (accepted: a positive integer)"
+                    ))
                 })?;
                 o.env_out.push(("GPU_AFFINITY_NPROC", v));
                 req.plan.nproc = Some(n);
@@ -126,11 +142,15 @@ fn parse_opts(args: &[String], allow: &[&str]) -> Result<Opts, Fail> {
             }
             "--balanced" | "--no-balanced" => {
                 req.plan.balanced = flag == "--balanced";
-                o.env_out.push(("GPU_AFFINITY_BALANCED", if req.plan.balanced { "1" } else { "0" }.into()));
+                o.env_out.push((
+                    "GPU_AFFINITY_BALANCED",
+                    if req.plan.balanced { "1" } else { "0" }.into(),
+                ));
             }
             "--allowed" => {
                 let v = value(flag)?;
-                let set = CpuSet::parse_list(&v).map_err(|e| Fail::Usage(format!("--allowed: {e}")))?;
+                let set =
+                    CpuSet::parse_list(&v).map_err(|e| Fail::Usage(format!("--allowed: {e}")))?;
                 if set.is_empty() {
                     return Err(Fail::Usage("--allowed needs at least one CPU".into()));
                 }
@@ -160,7 +180,10 @@ fn parse_opts(args: &[String], allow: &[&str]) -> Result<Opts, Fail> {
 
 fn load(o: &Opts) -> Result<Machine, Fail> {
     if !o.req.fsroot.is_dir() {
-        return Err(Fail::Run(Error::invalid(format!("fsroot {} is not a directory", o.req.fsroot.display()))));
+        return Err(Fail::Run(Error::invalid(format!(
+            "fsroot {} is not a directory",
+            o.req.fsroot.display()
+        ))));
     }
     let allowed = match &o.allowed {
         Some(set) => AllowedFrom::Explicit(set.clone()),
@@ -173,10 +196,21 @@ fn load(o: &Opts) -> Result<Machine, Fail> {
 fn cmd_plan(args: &[String]) -> Result<ExitCode, Fail> {
     let o = parse_opts(
         args,
-        &["--fsroot", "--nproc", "--mode", "--cores", "--balanced", "--no-balanced", "--allowed", "--source", "--json"],
+        &[
+            "--fsroot",
+            "--nproc",
+            "--mode",
+            "--cores",
+            "--balanced",
+            "--no-balanced",
+            "--allowed",
+            "--source",
+            "--json",
+        ],
     )?;
     let m = load(&o)?;
-    let order = DeviceOrder::parse(o.req.cuda_device_order.as_deref()).map_err(|e| Fail::Usage(e.to_string()))?;
+    let order = DeviceOrder::parse(o.req.cuda_device_order.as_deref())
+        .map_err(|e| Fail::Usage(e.to_string()))?;
     let visible = gpu::resolve_visible(&m.gpus, o.req.cuda_visible_devices.as_deref(), order)?;
     let mut p = plan::plan_all(&m.topology, &m.gpus, &visible, &o.req.plan);
     p.warnings.splice(0..0, visible.warnings.iter().cloned());
@@ -189,7 +223,11 @@ fn cmd_plan(args: &[String]) -> Result<ExitCode, Fail> {
     if p.ranks.is_empty() {
         eprintln!("gpuaff: no rank to plan (no GPU visible)");
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn cmd_topo(args: &[String]) -> Result<ExitCode, Fail> {
@@ -215,9 +253,14 @@ fn find_lib(explicit: Option<PathBuf>) -> Result<PathBuf, Fail> {
             Err(Fail::Usage(format!("--lib {}: no such file", p.display())))
         };
     }
-    let exe = std::env::current_exe().map_err(|e| Fail::Run(Error::invalid(format!("cannot find myself: {e}"))))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Fail::Run(Error::invalid(format!("cannot find myself: {e}"))))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [dir.join("libgpuaff.so"), dir.join("../lib/libgpuaff.so"), dir.join("../libgpuaff.so")];
+    let candidates = [
+        dir.join("libgpuaff.so"),
+        dir.join("../lib/libgpuaff.so"),
+        dir.join("../libgpuaff.so"),
+    ];
     candidates.iter().find(|p| p.is_file()).map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).ok_or_else(|| {
         Fail::Run(Error::invalid(format!(
             "libgpuaff.so not found next to {} (looked in {}); build it (cargo build) or pass --lib",
@@ -232,8 +275,19 @@ fn cmd_run(args: &[String]) -> Result<ExitCode, Fail> {
     let o = parse_opts(
         args,
         &[
-            "--mode", "--cores", "--balanced", "--no-balanced", "--nproc", "--membind", "--fsroot", "--verbose",
-            "--dry-run", "--strict", "--source", "--lib", "--",
+            "--mode",
+            "--cores",
+            "--balanced",
+            "--no-balanced",
+            "--nproc",
+            "--membind",
+            "--fsroot",
+            "--verbose",
+            "--dry-run",
+            "--strict",
+            "--source",
+            "--lib",
+            "--",
         ],
     )?;
     let Some((prog, rest)) = o.command.split_first() else {
@@ -252,5 +306,7 @@ fn cmd_run(args: &[String]) -> Result<ExitCode, Fail> {
         cmd.env(k, v);
     }
     let err = cmd.exec();
-    Err(Fail::Run(Error::invalid(format!("cannot run {prog:?}: {err}"))))
+    Err(Fail::Run(Error::invalid(format!(
+        "cannot run {prog:?}: {err}"
+    ))))
 }
