@@ -45,3 +45,617 @@ pub struct Topology {
     /// CPUs this process may use: its mask narrowed by the cgroup cpuset (see `machine::AllowedFrom`).
     pub allowed: CpuSet,
 }
+
+use crate::error::{Error, Result};
+use crate::machine::AllowedFrom;
+use crate::sysfs::Fs;
+
+const CPU_DIR: &str = "sys/devices/system/cpu";
+const NODE_DIR: &str = "sys/devices/system/node";
+
+/// What sysfs says about one online CPU, before any grouping. Every fact may be missing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuFacts {
+    pub id: usize,
+    /// `core_cpus_list`/`thread_siblings_list` (or their masks).
+    pub thread_siblings: Option<CpuSet>,
+    /// `package_cpus_list`/`core_siblings_list` (or their masks).
+    pub package_siblings: Option<CpuSet>,
+    /// `physical_package_id`, as written (-1 on some platforms).
+    pub package_id: Option<i64>,
+    /// `core_id`, as written.
+    pub core_id: Option<i64>,
+    /// `shared_cpu_list` of the highest-level data/unified cache.
+    pub llc: Option<CpuSet>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeFacts {
+    pub id: u32,
+    /// As sysfs lists it (may name offline or absent CPUs).
+    pub cpus: CpuSet,
+    /// The node's `distance` row (to every online node, by id), empty when unknown.
+    pub distances: Vec<u32>,
+}
+
+/// The raw sysfs facts a `Topology` is built from; tests build it by hand.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub online: CpuSet,
+    /// One per online CPU, ascending (CPUs without a record are treated as knowing nothing).
+    pub cpus: Vec<CpuFacts>,
+    /// Sorted by id; empty when the machine has no `sys/devices/system/node`.
+    pub nodes: Vec<NodeFacts>,
+}
+
+/// Reads the CPU and NUMA facts under the fsroot.
+pub fn read_facts(fs: &Fs) -> Result<Facts> {
+    let online = read_online(fs)?;
+    let mut cpus = Vec::with_capacity(online.len());
+    for id in online.iter() {
+        cpus.push(read_cpu(fs, id)?);
+    }
+    let nodes = read_nodes(fs)?;
+    Ok(Facts {
+        online,
+        cpus,
+        nodes,
+    })
+}
+
+fn read_online(fs: &Fs) -> Result<CpuSet> {
+    for file in ["online", "present"] {
+        if let Some(set) = fs.read_list(&format!("{CPU_DIR}/{file}"))? {
+            if !set.is_empty() {
+                return Ok(set);
+            }
+        }
+    }
+    // Old or trimmed snapshots: every cpuN directory counts as online.
+    let set: CpuSet = fs
+        .list_dir(CPU_DIR)?
+        .iter()
+        .filter_map(|n| numbered(n, "cpu"))
+        .collect();
+    if set.is_empty() {
+        return Err(Error::file(
+            &fs.path(CPU_DIR),
+            "no online CPU: expected an `online` or `present` cpulist, or cpuN directories",
+        ));
+    }
+    Ok(set)
+}
+
+/// `N` of `{prefix}N`.
+fn numbered(name: &str, prefix: &str) -> Option<usize> {
+    let digits = name.strip_prefix(prefix)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn read_cpu(fs: &Fs, id: usize) -> Result<CpuFacts> {
+    let t = format!("{CPU_DIR}/cpu{id}/topology");
+    let first = |pairs: &[(&str, &str)]| -> Result<Option<CpuSet>> {
+        for (list, mask) in pairs {
+            if let Some(s) = fs.read_cpuset(&format!("{t}/{list}"), &format!("{t}/{mask}"))? {
+                return Ok(Some(s));
+            }
+        }
+        Ok(None)
+    };
+    let thread_siblings = first(&[
+        ("core_cpus_list", "core_cpus"),
+        ("thread_siblings_list", "thread_siblings"),
+    ])?;
+    let package_siblings = first(&[
+        ("package_cpus_list", "package_cpus"),
+        ("core_siblings_list", "core_siblings"),
+    ])?;
+    let package_id = fs.read_i64(&format!("{t}/physical_package_id"))?;
+    let core_id = fs.read_i64(&format!("{t}/core_id"))?;
+    let llc = read_llc(fs, id)?;
+    Ok(CpuFacts {
+        id,
+        thread_siblings,
+        package_siblings,
+        package_id,
+        core_id,
+        llc,
+    })
+}
+
+/// The CPUs sharing this CPU's highest-level data or unified cache.
+fn read_llc(fs: &Fs, id: usize) -> Result<Option<CpuSet>> {
+    let dir = format!("{CPU_DIR}/cpu{id}/cache");
+    let mut best: Option<(i64, CpuSet)> = None;
+    for name in fs.list_dir(&dir)? {
+        if numbered(&name, "index").is_none() {
+            continue;
+        }
+        let idx = format!("{dir}/{name}");
+        let kind = fs.read_str(&format!("{idx}/type"))?.unwrap_or_default();
+        if !matches!(kind.as_str(), "Data" | "Unified") {
+            continue;
+        }
+        let Some(level) = fs.read_i64(&format!("{idx}/level"))? else {
+            continue;
+        };
+        if best.as_ref().is_some_and(|(l, _)| *l >= level) {
+            continue;
+        }
+        if let Some(shared) = fs.read_cpuset(
+            &format!("{idx}/shared_cpu_list"),
+            &format!("{idx}/shared_cpu_map"),
+        )? {
+            best = Some((level, shared));
+        }
+    }
+    Ok(best.map(|(_, s)| s))
+}
+
+fn read_nodes(fs: &Fs) -> Result<Vec<NodeFacts>> {
+    if !fs.is_dir(NODE_DIR) {
+        return Ok(Vec::new());
+    }
+    let online = fs.read_list(&format!("{NODE_DIR}/online"))?;
+    let mut ids: Vec<u32> = fs
+        .list_dir(NODE_DIR)?
+        .iter()
+        .filter_map(|n| numbered(n, "node"))
+        .filter_map(|n| u32::try_from(n).ok())
+        .filter(|&n| online.as_ref().is_none_or(|o| o.contains(n as usize)))
+        .collect();
+    ids.sort_unstable();
+    let mut nodes = Vec::with_capacity(ids.len());
+    for id in ids {
+        let dir = format!("{NODE_DIR}/node{id}");
+        let cpus = fs
+            .read_cpuset(&format!("{dir}/cpulist"), &format!("{dir}/cpumap"))?
+            .unwrap_or_default();
+        let distances = match fs.read_str(&format!("{dir}/distance"))? {
+            None => Vec::new(),
+            Some(text) => {
+                let parsed: Option<Vec<u32>> =
+                    text.split_whitespace().map(|w| w.parse().ok()).collect();
+                parsed.ok_or_else(|| {
+                    Error::file(
+                        &fs.path(&format!("{dir}/distance")),
+                        format!("{text:?} is not a list of distances (expected e.g. \"10 21\")"),
+                    )
+                })?
+            }
+        };
+        nodes.push(NodeFacts { id, cpus, distances });
+    }
+    Ok(nodes)
+}
+
+/// `set` ∩ `online`, always holding `cpu` itself (a CPU is its own sibling even when the file forgets it).
+fn own_group(set: &Option<CpuSet>, online: &CpuSet, cpu: usize) -> Option<CpuSet> {
+    set.as_ref().map(|s| {
+        let mut g = s.intersection(online);
+        g.insert(cpu);
+        g
+    })
+}
+
+/// Partitions `online` into groups: each CPU, in ascending order, takes its group minus the CPUs
+/// already taken (as hwloc does, so inconsistent sibling masks cannot make overlapping groups).
+fn partition(online: &CpuSet, group_of: impl Fn(usize) -> CpuSet) -> Vec<CpuSet> {
+    let mut taken = CpuSet::new();
+    let mut groups = Vec::new();
+    for cpu in online.iter() {
+        if taken.contains(cpu) {
+            continue;
+        }
+        let mut g = group_of(cpu).intersection(online).difference(&taken);
+        g.insert(cpu);
+        taken = taken.union(&g);
+        groups.push(g);
+    }
+    groups
+}
+
+impl Topology {
+    /// Builds the topology from raw facts; `allowed` is set to every online CPU.
+    ///
+    /// - Packages come from the package sibling masks (as hwloc: `physical_package_id` may be -1 or
+    ///   repeat), else from `physical_package_id` when it is not -1, else one package holds every
+    ///   CPU that knows neither.
+    /// - Cores are the online thread siblings within the package. Siblings with different
+    ///   `core_id` are split into one core each, as hwloc does for AMD compute units (Bulldozer
+    ///   lists both integer cores of a module as thread siblings). A CPU without sibling
+    ///   information is a core of its own.
+    /// - Core complexes share the highest-level data/unified cache; CPUs without cache
+    ///   information form one complex per package.
+    /// - NUMA node CPU lists are narrowed to online CPUs; CPU-less nodes are kept.
+    pub fn build(facts: &Facts) -> Topology {
+        let online = &facts.online;
+        let by_id = |cpu: usize| facts.cpus.iter().find(|c| c.id == cpu);
+
+        // Packages.
+        let by_pkg_id = |cpu: usize| -> Option<CpuSet> {
+            let id = by_id(cpu)?.package_id.filter(|&p| p >= 0)?;
+            Some(
+                facts
+                    .cpus
+                    .iter()
+                    .filter(|c| c.package_id == Some(id))
+                    .map(|c| c.id)
+                    .collect(),
+            )
+        };
+        let unknown_pkg: CpuSet = online
+            .iter()
+            .filter(|&c| {
+                by_id(c).is_none_or(|f| f.package_siblings.is_none())
+                    && by_pkg_id(c).is_none()
+            })
+            .collect();
+        let pkg_sets = partition(online, |cpu| {
+            by_id(cpu)
+                .and_then(|f| own_group(&f.package_siblings, online, cpu))
+                .or_else(|| by_pkg_id(cpu))
+                .unwrap_or_else(|| unknown_pkg.clone())
+        });
+        let mut packages: Vec<Package> = pkg_sets
+            .into_iter()
+            .map(|cpus| {
+                let ids: Vec<Option<i64>> = cpus
+                    .iter()
+                    .map(|c| by_id(c).and_then(|f| f.package_id))
+                    .collect();
+                let os_id = match ids.first() {
+                    Some(Some(id)) if *id >= 0 && ids.iter().all(|i| *i == Some(*id)) => Some(*id),
+                    _ => None,
+                };
+                Package { os_id, cpus }
+            })
+            .collect();
+        // An id shared by two packages says nothing.
+        let os_ids: Vec<Option<i64>> = packages.iter().map(|p| p.os_id).collect();
+        for p in packages.iter_mut() {
+            if p.os_id.is_some() && os_ids.iter().filter(|i| **i == p.os_id).count() > 1 {
+                p.os_id = None;
+            }
+        }
+        let package_index = |cpu: usize| packages.iter().position(|p| p.cpus.contains(cpu));
+
+        // Cores.
+        let core_sets = partition(online, |cpu| {
+            let pkg = package_index(cpu)
+                .and_then(|i| packages.get(i))
+                .map(|p| p.cpus.clone())
+                .unwrap_or_else(|| CpuSet::single(cpu));
+            let Some(f) = by_id(cpu) else {
+                return CpuSet::single(cpu);
+            };
+            let Some(sib) = own_group(&f.thread_siblings, online, cpu) else {
+                return CpuSet::single(cpu);
+            };
+            let sib = sib.intersection(&pkg);
+            // AMD compute units: siblings with another core_id are cores of their own.
+            match f.core_id {
+                Some(my) => sib
+                    .iter()
+                    .filter(|&s| by_id(s).and_then(|g| g.core_id).is_none_or(|c| c == my))
+                    .collect(),
+                None => sib,
+            }
+        });
+        let cores = core_sets
+            .into_iter()
+            .map(|cpus| Core {
+                package: cpus.first().and_then(package_index).unwrap_or(0),
+                cpus,
+            })
+            .collect();
+
+        // Core complexes.
+        let no_cache: CpuSet = online
+            .iter()
+            .filter(|&c| by_id(c).is_none_or(|f| f.llc.is_none()))
+            .collect();
+        let complexes = partition(online, |cpu| {
+            match by_id(cpu).and_then(|f| own_group(&f.llc, online, cpu)) {
+                Some(s) => s,
+                None => package_index(cpu)
+                    .and_then(|i| packages.get(i))
+                    .map(|p| p.cpus.intersection(&no_cache))
+                    .unwrap_or_else(|| CpuSet::single(cpu)),
+            }
+        });
+
+        // NUMA nodes: the distance rows are in online-node order, which is our order.
+        let n = facts.nodes.len();
+        let nodes = facts
+            .nodes
+            .iter()
+            .map(|nf| Node {
+                id: nf.id,
+                cpus: nf.cpus.intersection(online),
+                distances: if nf.distances.len() == n {
+                    nf.distances.clone()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+
+        Topology {
+            online: online.clone(),
+            cores,
+            packages,
+            nodes,
+            complexes,
+            allowed: online.clone(),
+        }
+    }
+
+    /// Reads the topology under the fsroot and computes the allowed set.
+    pub fn load(fs: &Fs, allowed: &AllowedFrom) -> Result<Topology> {
+        Self::load_with_warnings(fs, allowed).map(|(t, _)| t)
+    }
+
+    /// As `load`, with the non-fatal findings (a cgroup cpuset that excludes the whole mask).
+    pub fn load_with_warnings(fs: &Fs, allowed: &AllowedFrom) -> Result<(Topology, Vec<String>)> {
+        let facts = read_facts(fs)?;
+        let mut topo = Topology::build(&facts);
+        let mut warnings = Vec::new();
+        let cgroup = cgroup_cpus(fs)?;
+        topo.allowed = allowed_set(&topo.online, allowed, cgroup.as_ref(), &mut warnings)?;
+        Ok((topo, warnings))
+    }
+
+    /// The node with this id.
+    pub fn node(&self, id: u32) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The (lowest-id) node whose CPUs hold `cpu`; None when no node lists it.
+    pub fn node_of_cpu(&self, cpu: usize) -> Option<u32> {
+        self.nodes
+            .iter()
+            .find(|n| n.cpus.contains(cpu))
+            .map(|n| n.id)
+    }
+
+    /// Index into `packages` of the package holding `cpu`.
+    pub fn package_of_cpu(&self, cpu: usize) -> Option<usize> {
+        self.packages.iter().position(|p| p.cpus.contains(cpu))
+    }
+
+    /// Index into `cores` of the core holding `cpu`.
+    pub fn core_of_cpu(&self, cpu: usize) -> Option<usize> {
+        self.cores.iter().position(|c| c.cpus.contains(cpu))
+    }
+
+    /// Index into `complexes` of the complex holding `cpu`.
+    pub fn complex_of_cpu(&self, cpu: usize) -> Option<usize> {
+        self.complexes.iter().position(|c| c.contains(cpu))
+    }
+
+    /// Every core intersected with `set`, the non-empty ones, sorted by lowest CPU id.
+    pub fn cores_within(&self, set: &CpuSet) -> Vec<CpuSet> {
+        let mut v: Vec<CpuSet> = self
+            .cores
+            .iter()
+            .map(|c| c.cpus.intersection(set))
+            .filter(|c| !c.is_empty())
+            .collect();
+        v.sort_by_key(|c| c.first());
+        v
+    }
+
+    /// Every complex intersected with `set`, the non-empty ones, sorted by lowest CPU id.
+    pub fn complexes_within(&self, set: &CpuSet) -> Vec<CpuSet> {
+        let mut v: Vec<CpuSet> = self
+            .complexes
+            .iter()
+            .map(|c| c.intersection(set))
+            .filter(|c| !c.is_empty())
+            .collect();
+        v.sort_by_key(|c| c.first());
+        v
+    }
+
+    /// Ids of the nodes with CPUs in package `pkg` (index into `packages`).
+    pub fn package_nodes(&self, pkg: usize) -> Vec<u32> {
+        match self.packages.get(pkg) {
+            Some(p) => self.nodes_of(&p.cpus),
+            None => Vec::new(),
+        }
+    }
+
+    /// Ids of the nodes holding any CPU of `set`, ascending.
+    pub fn nodes_of(&self, set: &CpuSet) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter(|n| n.cpus.intersects(set))
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// The online CPUs of node `id` (empty for CPU-less or unknown nodes).
+    pub fn node_cpus(&self, id: u32) -> CpuSet {
+        self.node(id).map(|n| n.cpus.clone()).unwrap_or_default()
+    }
+
+    /// SLIT distance from node `from` to node `to`, when known.
+    pub fn distance(&self, from: u32, to: u32) -> Option<u32> {
+        let to_idx = self.nodes.iter().position(|n| n.id == to)?;
+        self.node(from)?.distances.get(to_idx).copied()
+    }
+
+    /// The nodes with CPUs nearest to node `id` by SLIT distance (itself when it has CPUs); for a
+    /// CPU-less memory node, the CPU nodes it hangs off. Empty when distances are unknown.
+    pub fn nearest_cpu_nodes(&self, id: u32) -> Vec<u32> {
+        if !self.node_cpus(id).is_empty() {
+            return vec![id];
+        }
+        let with_cpus: Vec<(u32, u32)> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.cpus.is_empty())
+            .filter_map(|n| Some((n.id, self.distance(id, n.id)?)))
+            .collect();
+        let Some(min) = with_cpus.iter().map(|(_, d)| *d).min() else {
+            return Vec::new();
+        };
+        with_cpus
+            .into_iter()
+            .filter(|(_, d)| *d == min)
+            .map(|(n, _)| n)
+            .collect()
+    }
+}
+
+/// The allowed set per `AllowedFrom`, narrowed by the cgroup cpuset where that applies.
+pub fn allowed_set(
+    online: &CpuSet,
+    from: &AllowedFrom,
+    cgroup: Option<&CpuSet>,
+    warnings: &mut Vec<String>,
+) -> Result<CpuSet> {
+    let (base, what) = match from {
+        AllowedFrom::Explicit(set) => {
+            if !set.intersects(online) {
+                return Err(Error::invalid(format!(
+                    "allowed CPUs {set} hold no online CPU (online: {online})"
+                )));
+            }
+            return Ok(set.clone());
+        }
+        AllowedFrom::Process(mask) => (mask.intersection(online), format!("process mask {mask}")),
+        AllowedFrom::Snapshot => (online.clone(), format!("online CPUs {online}")),
+    };
+    if base.is_empty() {
+        return Err(Error::machine(format!(
+            "{what} holds no online CPU (online: {online})"
+        )));
+    }
+    match cgroup {
+        None => Ok(base),
+        Some(cg) => {
+            let narrowed = base.intersection(cg);
+            if narrowed.is_empty() {
+                warnings.push(format!(
+                    "cgroup cpuset {cg} shares no CPU with the {what}; ignoring the cgroup"
+                ));
+                Ok(base)
+            } else {
+                Ok(narrowed)
+            }
+        }
+    }
+}
+
+/// One `proc/self/cgroup` line: `hierarchy-id:controllers:path`.
+fn cgroup_paths(fs: &Fs) -> Result<(Option<String>, Option<String>)> {
+    let mut v1 = None;
+    let mut v2 = None;
+    if let Some(text) = fs.read_opt("proc/self/cgroup")? {
+        for line in text.lines() {
+            let mut parts = line.trim_end_matches('\0').splitn(3, ':');
+            let (Some(id), Some(ctrl), Some(path)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if id == "0" && ctrl.is_empty() {
+                v2 = Some(path.to_string());
+            } else if ctrl.split(',').any(|c| c == "cpuset") {
+                v1 = Some(path.to_string());
+            }
+        }
+    }
+    Ok((v1, v2))
+}
+
+/// Mount points (relative to the fsroot) of cpuset hierarchies: (v1 ones, v2 ones), from
+/// `proc/self/mounts` or `proc/mounts`.
+fn cgroup_mounts(fs: &Fs) -> Result<(Vec<String>, Vec<String>)> {
+    let mut v1 = Vec::new();
+    let mut v2 = Vec::new();
+    let text = match fs.read_opt("proc/self/mounts")? {
+        Some(t) => Some(t),
+        None => fs.read_opt("proc/mounts")?,
+    };
+    for line in text.unwrap_or_default().lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(dir), Some(kind)) = (f.get(1), f.get(2)) else {
+            continue;
+        };
+        let opts = f.get(3).copied().unwrap_or("");
+        let dir = dir.trim_start_matches('/').to_string();
+        match *kind {
+            "cgroup2" => v2.push(dir),
+            "cpuset" => v1.push(dir),
+            "cgroup" if opts.split(',').any(|o| o == "cpuset") => v1.push(dir),
+            _ => {}
+        }
+    }
+    Ok((v1, v2))
+}
+
+/// The CPUs of this process's cgroup cpuset under the fsroot, when one can be found.
+/// cgroup v1 (a `cpuset` controller line) is tried first, then v2 (`0::/path`); the old
+/// `proc/self/cpuset` gives the path when `proc/self/cgroup` does not. v2 walks up the hierarchy
+/// while a level has no (or an empty) cpuset file.
+pub fn cgroup_cpus(fs: &Fs) -> Result<Option<CpuSet>> {
+    let (p1, p2) = cgroup_paths(fs)?;
+    let legacy = fs
+        .read_str("proc/self/cpuset")?
+        .filter(|s| s.starts_with('/'));
+    let (mut m1, mut m2) = cgroup_mounts(fs)?;
+    for d in ["sys/fs/cgroup/cpuset", "dev/cpuset"] {
+        if !m1.iter().any(|m| m == d) {
+            m1.push(d.to_string());
+        }
+    }
+    if !m2.iter().any(|m| m == "sys/fs/cgroup") {
+        m2.push("sys/fs/cgroup".to_string());
+    }
+    if let Some(path) = p1.clone().or_else(|| if p2.is_none() { legacy.clone() } else { None }) {
+        for m in &m1 {
+            let dir = join(m, &path);
+            for file in ["cpuset.effective_cpus", "cpuset.cpus", "effective_cpus", "cpus"] {
+                if let Some(set) = fs.read_list(&format!("{dir}/{file}"))? {
+                    if !set.is_empty() {
+                        return Ok(Some(set));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(path) = p2.or(if p1.is_none() { legacy } else { None }) {
+        for m in &m2 {
+            let mut path = path.trim_end_matches('/').to_string();
+            loop {
+                let dir = join(m, &path);
+                for file in ["cpuset.cpus.effective", "cpuset.cpus"] {
+                    if let Some(set) = fs.read_list(&format!("{dir}/{file}"))? {
+                        if !set.is_empty() {
+                            return Ok(Some(set));
+                        }
+                    }
+                }
+                match path.rfind('/') {
+                    Some(i) if !path.is_empty() => path.truncate(i),
+                    _ => break,
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn join(mount: &str, path: &str) -> String {
+    let p = path.trim_matches('/');
+    if p.is_empty() {
+        mount.to_string()
+    } else {
+        format!("{mount}/{p}")
+    }
+}
