@@ -297,7 +297,10 @@ pub fn discover_sysfs(fs: &crate::sysfs::Fs) -> crate::Result<Vec<Gpu>> {
             .read_i64(&format!("{dir}/numa_node"))?
             .and_then(|n| u32::try_from(n).ok());
         let local_cpus = fs
-            .read_cpuset(&format!("{dir}/local_cpulist"), &format!("{dir}/local_cpus"))?
+            .read_cpuset(
+                &format!("{dir}/local_cpulist"),
+                &format!("{dir}/local_cpus"),
+            )?
             .unwrap_or_default();
         let mut gpu = Gpu {
             pci_bus_id: bdf.clone(),

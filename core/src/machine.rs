@@ -93,7 +93,9 @@ pub fn needs_nvml(gpus: &[Gpu], cuda_visible_devices: Option<&str>) -> bool {
         if !crate::gpu::entry_is_uuid(e) {
             false
         } else if e.starts_with("MIG-") {
-            !gpus.iter().any(|g| g.migs.iter().any(|m| m.eq_ignore_ascii_case(e)))
+            !gpus
+                .iter()
+                .any(|g| g.migs.iter().any(|m| m.eq_ignore_ascii_case(e)))
         } else {
             gpus.iter().any(|g| g.uuid.is_none())
         }

@@ -163,7 +163,10 @@ pub fn process_mask() -> Result<CpuSet> {
         }
         return Err(Error::os(
             errno,
-            format!("sched_getaffinity failed: {}", std::io::Error::from_raw_os_error(errno)),
+            format!(
+                "sched_getaffinity failed: {}",
+                std::io::Error::from_raw_os_error(errno)
+            ),
         ));
     }
 }

@@ -111,12 +111,17 @@ fn read_online(fs: &Fs) -> Result<CpuSet> {
             }
         }
     }
-    // Old or trimmed snapshots: every cpuN directory counts as online.
-    let set: CpuSet = fs
+    // Old or trimmed snapshots: every cpuN directory counts, unless its own `online` says 0.
+    let mut set = CpuSet::new();
+    for id in fs
         .list_dir(CPU_DIR)?
         .iter()
         .filter_map(|n| numbered(n, "cpu"))
-        .collect();
+    {
+        if fs.read_i64(&format!("{CPU_DIR}/cpu{id}/online"))? != Some(0) {
+            set.insert(id);
+        }
+    }
     if set.is_empty() {
         return Err(Error::file(
             &fs.path(CPU_DIR),
@@ -227,7 +232,11 @@ fn read_nodes(fs: &Fs) -> Result<Vec<NodeFacts>> {
                 })?
             }
         };
-        nodes.push(NodeFacts { id, cpus, distances });
+        nodes.push(NodeFacts {
+            id,
+            cpus,
+            distances,
+        });
     }
     Ok(nodes)
 }
@@ -290,8 +299,7 @@ impl Topology {
         let unknown_pkg: CpuSet = online
             .iter()
             .filter(|&c| {
-                by_id(c).is_none_or(|f| f.package_siblings.is_none())
-                    && by_pkg_id(c).is_none()
+                by_id(c).is_none_or(|f| f.package_siblings.is_none()) && by_pkg_id(c).is_none()
             })
             .collect();
         let pkg_sets = partition(online, |cpu| {
@@ -404,7 +412,7 @@ impl Topology {
         let facts = read_facts(fs)?;
         let mut topo = Topology::build(&facts);
         let mut warnings = Vec::new();
-        let cgroup = cgroup_cpus(fs)?;
+        let cgroup = cgroup_cpus(fs, &topo.online)?;
         topo.allowed = allowed_set(&topo.online, allowed, cgroup.as_ref(), &mut warnings)?;
         Ok((topo, warnings))
     }
@@ -602,8 +610,10 @@ fn cgroup_mounts(fs: &Fs) -> Result<(Vec<String>, Vec<String>)> {
 /// The CPUs of this process's cgroup cpuset under the fsroot, when one can be found.
 /// cgroup v1 (a `cpuset` controller line) is tried first, then v2 (`0::/path`); the old
 /// `proc/self/cpuset` gives the path when `proc/self/cgroup` does not. v2 walks up the hierarchy
-/// while a level has no (or an empty) cpuset file.
-pub fn cgroup_cpus(fs: &Fs) -> Result<Option<CpuSet>> {
+/// while a level has no (or an empty) cpuset file. An `effective` file naming offline CPUs was not
+/// written by the kernel in its present state (a stale or edited snapshot): the configured
+/// `cpus` file is used instead.
+pub fn cgroup_cpus(fs: &Fs, online: &CpuSet) -> Result<Option<CpuSet>> {
     let (p1, p2) = cgroup_paths(fs)?;
     let legacy = fs
         .read_str("proc/self/cpuset")?
@@ -617,12 +627,20 @@ pub fn cgroup_cpus(fs: &Fs) -> Result<Option<CpuSet>> {
     if !m2.iter().any(|m| m == "sys/fs/cgroup") {
         m2.push("sys/fs/cgroup".to_string());
     }
-    if let Some(path) = p1.clone().or_else(|| if p2.is_none() { legacy.clone() } else { None }) {
+    if let Some(path) = p1
+        .clone()
+        .or_else(|| if p2.is_none() { legacy.clone() } else { None })
+    {
         for m in &m1 {
             let dir = join(m, &path);
-            for file in ["cpuset.effective_cpus", "cpuset.cpus", "effective_cpus", "cpus"] {
+            for file in [
+                "cpuset.effective_cpus",
+                "cpuset.cpus",
+                "effective_cpus",
+                "cpus",
+            ] {
                 if let Some(set) = fs.read_list(&format!("{dir}/{file}"))? {
-                    if !set.is_empty() {
+                    if !set.is_empty() && (!file.contains("effective") || set.is_subset(online)) {
                         return Ok(Some(set));
                     }
                 }
@@ -636,7 +654,8 @@ pub fn cgroup_cpus(fs: &Fs) -> Result<Option<CpuSet>> {
                 let dir = join(m, &path);
                 for file in ["cpuset.cpus.effective", "cpuset.cpus"] {
                     if let Some(set) = fs.read_list(&format!("{dir}/{file}"))? {
-                        if !set.is_empty() {
+                        if !set.is_empty() && (!file.contains("effective") || set.is_subset(online))
+                        {
                             return Ok(Some(set));
                         }
                     }
