@@ -170,3 +170,130 @@ pub fn process_mask() -> Result<CpuSet> {
         ));
     }
 }
+
+/// A throwaway directory tree for tests: `TestFs::new("name").file("sys/...", "text")`.
+#[cfg(test)]
+pub(crate) struct TestFs {
+    pub root: PathBuf,
+}
+
+#[cfg(test)]
+impl TestFs {
+    pub fn new(name: &str) -> TestFs {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "gpuaff-test-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        TestFs { root }
+    }
+    pub fn file(&self, rel: &str, text: &str) -> &TestFs {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+    pub fn dir(&self, rel: &str) -> &TestFs {
+        std::fs::create_dir_all(self.root.join(rel)).unwrap();
+        self
+    }
+    pub fn fs(&self) -> Fs {
+        Fs::new(&self.root)
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestFs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_are_none_and_counted() {
+        let t = TestFs::new("missing");
+        let fs = t.fs();
+        assert_eq!(fs.read_opt("sys/nothing").unwrap(), None);
+        assert_eq!(fs.read_list("sys/nothing").unwrap(), None);
+        assert_eq!(fs.read_i64("sys/nothing").unwrap(), None);
+        assert_eq!(fs.files_read(), 3);
+        assert!(fs.list_dir("sys/none").unwrap().is_empty());
+    }
+
+    #[test]
+    fn lists_masks_and_trailing_nuls() {
+        let t = TestFs::new("forms");
+        t.file("a_list", "0-3,8\n\0\0")
+            .file("a_mask", "00000000,00000f00\n")
+            .file("short_mask", "3\0")
+            .file("empty", "")
+            .file("id", " -1\n");
+        let fs = t.fs();
+        assert_eq!(fs.read_list("a_list").unwrap().unwrap().to_list(), "0-3,8");
+        assert_eq!(fs.read_mask("a_mask").unwrap().unwrap().to_list(), "8-11");
+        // "3" as a mask is CPUs 0-1, never CPU 3.
+        assert_eq!(
+            fs.read_mask("short_mask").unwrap().unwrap().to_list(),
+            "0-1"
+        );
+        assert_eq!(fs.read_mask("empty").unwrap(), None);
+        assert_eq!(fs.read_i64("empty").unwrap(), None);
+        assert_eq!(fs.read_i64("id").unwrap(), Some(-1));
+        // The list file wins; the mask is the fallback.
+        assert_eq!(
+            fs.read_cpuset("a_list", "a_mask")
+                .unwrap()
+                .unwrap()
+                .to_list(),
+            "0-3,8"
+        );
+        assert_eq!(
+            fs.read_cpuset("no_list", "a_mask")
+                .unwrap()
+                .unwrap()
+                .to_list(),
+            "8-11"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let t = TestFs::new("errors");
+        t.file("bad_list", "0-x\n").file("bad_int", "zero\n");
+        let fs = t.fs();
+        let e = fs.read_list("bad_list").unwrap_err();
+        assert!(e.message().contains("bad_list"), "{e}");
+        let e = fs.read_i64("bad_int").unwrap_err();
+        assert!(
+            e.message().contains("bad_int") && e.message().contains("integer"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn directories_are_sorted() {
+        let t = TestFs::new("dirs");
+        t.dir("d/node10").dir("d/node2").file("d/online", "0");
+        assert_eq!(
+            t.fs().list_dir("d").unwrap(),
+            vec!["node10", "node2", "online"]
+        );
+    }
+
+    #[test]
+    fn process_mask_holds_this_thread() {
+        let m = process_mask().unwrap();
+        assert!(!m.is_empty());
+        // SAFETY: plain query of the running CPU.
+        let cpu = unsafe { libc::sched_getcpu() };
+        assert!(cpu < 0 || m.contains(cpu as usize));
+    }
+}
