@@ -348,3 +348,218 @@ fn parse_hex(s: &str) -> Option<u32> {
         .unwrap_or(s);
     u32::from_str_radix(s, 16).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysfs::TestFs;
+
+    fn pci(t: &TestFs, dir: &str, vendor: Option<&str>, class: &str) {
+        t.file(&format!("{dir}/class"), &format!("{class}\n"));
+        if let Some(v) = vendor {
+            t.file(&format!("{dir}/vendor"), &format!("{v}\n"));
+        }
+    }
+
+    #[test]
+    fn discovers_plain_and_linked_functions_in_bus_order() {
+        let t = TestFs::new("pci");
+        let d = "sys/bus/pci/devices";
+        // A live-system layout: links into sys/devices.
+        let real = "sys/devices/pci0000:80/0000:81:00.0";
+        pci(&t, real, Some("0x10de"), "0x030200");
+        t.file(&format!("{real}/local_cpulist"), "8-15\n")
+            .file(&format!("{real}/numa_node"), "1\n");
+        t.dir(d);
+        std::os::unix::fs::symlink(t.root.join(real), t.root.join(format!("{d}/0000:81:00.0")))
+            .unwrap();
+        // A snapshot layout: plain dirs; numa_node -1; mask only.
+        pci(&t, &format!("{d}/0000:07:00.0"), Some("0x10de"), "0x030000");
+        t.file(&format!("{d}/0000:07:00.0/local_cpus"), "000000ff\n")
+            .file(&format!("{d}/0000:07:00.0/numa_node"), "-1\n");
+        // Bus 0x1b sorts after 0x07 and before 0x81 (numerically, not as text after 0x0a).
+        pci(&t, &format!("{d}/0000:1b:00.0"), Some("0x10de"), "0x030200");
+        // Not GPUs: an NVIDIA audio function, another vendor's display, a bridge.
+        pci(&t, &format!("{d}/0000:07:00.1"), Some("0x10de"), "0x040300");
+        pci(&t, &format!("{d}/0000:02:00.0"), Some("0x1002"), "0x030000");
+        pci(&t, &format!("{d}/0000:00:01.0"), Some("0x10de"), "0x060400");
+        let gpus = discover_sysfs(&t.fs()).unwrap();
+        let ids: Vec<&str> = gpus.iter().map(|g| g.pci_bus_id.as_str()).collect();
+        assert_eq!(ids, ["0000:07:00.0", "0000:1b:00.0", "0000:81:00.0"]);
+        assert_eq!(gpus.iter().map(|g| g.index).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(gpus[0].numa_node, None);
+        assert_eq!(gpus[0].local_cpus.to_list(), "0-7");
+        assert!(gpus[1].local_cpus.is_empty());
+        assert_eq!(gpus[2].numa_node, Some(1));
+        assert_eq!(gpus[2].local_cpus.to_list(), "8-15");
+        assert_eq!(gpus[2].uuid, None);
+    }
+
+    #[test]
+    fn driver_procfs_gives_identity_and_limits_the_container() {
+        let t = TestFs::new("procfs");
+        let d = "sys/bus/pci/devices";
+        for bdf in ["0000:07:00.0", "0000:0f:00.0"] {
+            pci(&t, &format!("{d}/{bdf}"), Some("0x10de"), "0x030200");
+        }
+        // Trimmed snapshot: no vendor file, but the driver knows the function.
+        pci(&t, &format!("{d}/0035:04:00.0"), None, "0x030200");
+        t.file(&format!("{d}/0035:04:00.0/local_cpus"), "0000ffff\n");
+        t.file(
+            "proc/driver/nvidia/gpus/0000:0f:00.0/information",
+            "Model: \t\t NVIDIA A100-SXM4-80GB\nIRQ:   \t\t 93\n\
+             GPU UUID: \t GPU-8a3f0e11-2222-3333-4444-555566667777\n\
+             Video BIOS: \t 92.00.36.00.01\nBus Location: \t 0000:0f:00.0\n\
+             Device Minor: \t 3\nBlacklisted:\t No\n",
+        )
+        .file(
+            "proc/driver/nvidia/gpus/0035:04:00.0/numa_status",
+            "Node:      250\nStatus:    online\n",
+        );
+        let gpus = discover_sysfs(&t.fs()).unwrap();
+        let ids: Vec<&str> = gpus.iter().map(|g| g.pci_bus_id.as_str()).collect();
+        // 0000:07:00.0 is not in this container's procfs: left out.
+        assert_eq!(ids, ["0000:0f:00.0", "0035:04:00.0"]);
+        assert_eq!(gpus[0].index, 0);
+        assert_eq!(gpus[0].model.as_deref(), Some("NVIDIA A100-SXM4-80GB"));
+        assert_eq!(
+            gpus[0].uuid.as_deref(),
+            Some("GPU-8a3f0e11-2222-3333-4444-555566667777")
+        );
+        assert_eq!(gpus[0].minor, Some(3));
+        assert_eq!(gpus[1].mem_node, Some(250));
+        assert_eq!(gpus[1].local_cpus.to_list(), "0-15");
+    }
+
+    #[test]
+    fn bad_class_names_the_file() {
+        let t = TestFs::new("badclass");
+        pci(
+            &t,
+            "sys/bus/pci/devices/0000:07:00.0",
+            Some("0x10de"),
+            "VGA",
+        );
+        let e = discover_sysfs(&t.fs()).unwrap_err();
+        assert!(e.message().contains("0000:07:00.0/class"), "{e}");
+    }
+
+    #[test]
+    fn information_parsing() {
+        let i = parse_information("Model: \t NVIDIA H100\nGPU UUID: \t GPU-abc\nDevice Minor: \t 0\nBus Location: \t 0000:9A:00.0\0");
+        assert_eq!(i.model.as_deref(), Some("NVIDIA H100"));
+        assert_eq!(i.uuid.as_deref(), Some("GPU-abc"));
+        assert_eq!(i.minor, Some(0));
+        assert_eq!(i.bus_location.as_deref(), Some("0000:9a:00.0"));
+        assert_eq!(parse_information("garbage\n"), ProcInfo::default());
+        assert_eq!(normalize_bdf("07:00.0"), None);
+        assert_eq!(
+            normalize_bdf("00000035:04:00.0").as_deref(),
+            Some("0035:04:00.0")
+        );
+    }
+
+    fn machine() -> Vec<Gpu> {
+        let uuids = [
+            "GPU-8a3f0e11-0000-0000-0000-000000000000",
+            "GPU-8a3f9999-0000-0000-0000-000000000001",
+            "GPU-11112222-0000-0000-0000-000000000002",
+            "GPU-33334444-0000-0000-0000-000000000003",
+        ];
+        uuids
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Gpu {
+                index: i,
+                pci_bus_id: format!("0000:{:02x}:00.0", i + 7),
+                uuid: Some(u.to_string()),
+                model: Some("NVIDIA H100".into()),
+                migs: if i == 3 {
+                    vec!["MIG-aaaa-bbbb".into()]
+                } else {
+                    vec![]
+                },
+                ..Gpu::default()
+            })
+            .collect()
+    }
+
+    fn vis(cvd: Option<&str>) -> Visible {
+        resolve_visible(&machine(), cvd, DeviceOrder::PciBusId).unwrap()
+    }
+
+    #[test]
+    fn visible_by_index_uuid_prefix_and_mig() {
+        assert_eq!(vis(None).gpus, [0, 1, 2, 3]);
+        assert_eq!(vis(Some("")).gpus, Vec::<usize>::new());
+        assert_eq!(vis(Some(" 2 , 0")).gpus, [2, 0]);
+        assert_eq!(
+            vis(Some("GPU-11112222-0000-0000-0000-000000000002,1")).gpus,
+            [2, 1]
+        );
+        assert_eq!(vis(Some("GPU-3333")).gpus, [3]);
+        assert_eq!(vis(Some("8a3f9")).gpus, [1], "prefix without GPU-");
+        assert_eq!(vis(Some("MIG-aaaa-bbbb,0")).gpus, [3, 0]);
+        assert!(vis(Some("1,2")).warnings.is_empty());
+    }
+
+    #[test]
+    fn invalid_entry_ends_the_list_with_a_warning() {
+        for (cvd, want, named) in [
+            ("0,7,1", vec![0], "\"7\""),
+            ("1,GPU-ffff,0", vec![1], "GPU-ffff"),
+            ("2,x9,0", vec![2], "x9"),
+            ("1,1,2", vec![1], "already listed"),
+            ("0,,2", vec![0], "\"\""),
+            ("-1,0", vec![], "-1"),
+        ] {
+            let v = vis(Some(cvd));
+            assert_eq!(v.gpus, want, "{cvd}");
+            assert_eq!(v.warnings.len(), 1, "{cvd}: {:?}", v.warnings);
+            assert!(v.warnings[0].contains(named), "{cvd}: {:?}", v.warnings);
+        }
+    }
+
+    #[test]
+    fn ambiguous_prefix_and_unknown_mig_are_errors() {
+        let e = resolve_visible(&machine(), Some("GPU-8a3f"), DeviceOrder::PciBusId).unwrap_err();
+        assert!(
+            e.message().contains("GPU-8a3f0e11") && e.message().contains("GPU-8a3f9999"),
+            "{e}"
+        );
+        let e = resolve_visible(&machine(), Some("MIG-zzzz"), DeviceOrder::PciBusId).unwrap_err();
+        assert!(e.message().contains("NVML"), "{e}");
+    }
+
+    #[test]
+    fn fastest_first_warns_on_mixed_models() {
+        let mut gpus = machine();
+        let v = resolve_visible(&gpus, None, DeviceOrder::FastestFirst).unwrap();
+        assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+        gpus[2].model = Some("NVIDIA A10".into());
+        let v = resolve_visible(&gpus, Some("0"), DeviceOrder::FastestFirst).unwrap();
+        assert_eq!(v.gpus, [0]);
+        assert!(
+            v.warnings.iter().any(|w| w.contains("NVIDIA A10")),
+            "{:?}",
+            v.warnings
+        );
+        let v = resolve_visible(&gpus, None, DeviceOrder::PciBusId).unwrap();
+        assert!(v.warnings.is_empty());
+    }
+
+    #[test]
+    fn device_order_parse() {
+        assert_eq!(DeviceOrder::parse(None).unwrap(), DeviceOrder::FastestFirst);
+        assert_eq!(
+            DeviceOrder::parse(Some("FASTEST_FIRST")).unwrap(),
+            DeviceOrder::FastestFirst
+        );
+        assert_eq!(
+            DeviceOrder::parse(Some("PCI_BUS_ID")).unwrap(),
+            DeviceOrder::PciBusId
+        );
+        let e = DeviceOrder::parse(Some("pci")).unwrap_err();
+        assert!(e.message().contains("CUDA_DEVICE_ORDER"), "{e}");
+    }
+}
