@@ -101,3 +101,114 @@ pub fn needs_nvml(gpus: &[Gpu], cuda_visible_devices: Option<&str>) -> bool {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysfs::TestFs;
+    use std::cell::Cell;
+
+    fn tree(name: &str) -> TestFs {
+        let t = TestFs::new(name);
+        t.file("sys/devices/system/cpu/online", "0-3\n")
+            .file("sys/devices/system/node/node0/cpulist", "0-3\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/vendor", "0x10de\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/class", "0x030200\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/local_cpulist", "0-3\n");
+        t
+    }
+
+    fn nvml_gpu() -> Gpu {
+        Gpu {
+            pci_bus_id: "0000:07:00.0".into(),
+            uuid: Some("GPU-1234".into()),
+            ..Gpu::default()
+        }
+    }
+
+    #[test]
+    fn auto_stays_off_nvml_unless_a_uuid_needs_it() {
+        let t = tree("auto");
+        let calls = Cell::new(0);
+        let nvml = |_: Option<&Path>| {
+            calls.set(calls.get() + 1);
+            Err(crate::Error::nvml("libnvidia-ml.so.1 not found"))
+        };
+        let mut req = Request {
+            fsroot: t.root.clone(),
+            cuda_visible_devices: Some("0".into()),
+            ..Request::default()
+        };
+        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        assert_eq!(calls.get(), 0);
+        assert_eq!(m.gpus.len(), 1);
+        assert!(m.warnings.is_empty());
+        assert!(m.files_read > 0);
+
+        // A UUID that sysfs cannot resolve (no procfs identity): NVML is asked; it fails: warn.
+        req.cuda_visible_devices = Some("GPU-1234".into());
+        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        assert_eq!(calls.get(), 1);
+        assert_eq!(m.gpus.len(), 1);
+        assert!(
+            m.warnings.iter().any(|w| w.contains("NVML")),
+            "{:?}",
+            m.warnings
+        );
+
+        // No GPU in sysfs is not a reason to load NVML.
+        let bare = TestFs::new("nogpu");
+        bare.file("sys/devices/system/cpu/online", "0-3\n");
+        let m = Machine::load_fs(&bare.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        assert_eq!(calls.get(), 1);
+        assert!(m.gpus.is_empty());
+    }
+
+    #[test]
+    fn sources_sysfs_and_nvml() {
+        let t = tree("sources");
+        let nvml = |_: Option<&Path>| Ok(vec![nvml_gpu()]);
+        let mut req = Request {
+            fsroot: t.root.clone(),
+            source: Source::Nvml,
+            cuda_visible_devices: Some("GPU-1234".into()),
+            ..Request::default()
+        };
+        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        assert_eq!(m.gpus[0].uuid.as_deref(), Some("GPU-1234"));
+        req.source = Source::Sysfs;
+        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        assert_eq!(m.gpus[0].uuid, None);
+        let failing = |_: Option<&Path>| Err(crate::Error::nvml("no driver"));
+        req.source = Source::Nvml;
+        let e = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &failing).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Nvml);
+    }
+
+    #[test]
+    fn needs_nvml_cases() {
+        let mut g = nvml_gpu();
+        assert!(!needs_nvml(&[g.clone()], None));
+        assert!(!needs_nvml(&[g.clone()], Some("0,1")));
+        assert!(!needs_nvml(&[g.clone()], Some("GPU-12")));
+        assert!(needs_nvml(&[g.clone()], Some("MIG-1")));
+        g.migs.push("MIG-1".into());
+        assert!(!needs_nvml(&[g.clone()], Some("MIG-1")));
+        g.uuid = None;
+        assert!(needs_nvml(&[g], Some("GPU-12")));
+        assert!(!needs_nvml(&[], Some("GPU-12")));
+    }
+
+    #[test]
+    fn load_reads_the_fsroot() {
+        let t = tree("load");
+        let req = Request {
+            fsroot: t.root.clone(),
+            source: Source::Sysfs,
+            ..Request::default()
+        };
+        let m = Machine::load(&req, AllowedFrom::Explicit(CpuSet::range(1, 2))).unwrap();
+        assert_eq!(m.topology.allowed, CpuSet::range(1, 2));
+        assert_eq!(m.gpus[0].local_cpus, CpuSet::range(0, 3));
+    }
+}
