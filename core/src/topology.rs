@@ -210,7 +210,7 @@ fn read_nodes(fs: &Fs) -> Result<Vec<NodeFacts>> {
         .iter()
         .filter_map(|n| numbered(n, "node"))
         .filter_map(|n| u32::try_from(n).ok())
-        .filter(|&n| online.as_ref().is_none_or(|o| o.contains(n as usize)))
+        .filter(|&n| online.as_ref().map_or(true, |o| o.contains(n as usize)))
         .collect();
     ids.sort_unstable();
     let mut nodes = Vec::with_capacity(ids.len());
@@ -299,7 +299,7 @@ impl Topology {
         let unknown_pkg: CpuSet = online
             .iter()
             .filter(|&c| {
-                by_id(c).is_none_or(|f| f.package_siblings.is_none()) && by_pkg_id(c).is_none()
+                by_id(c).map_or(true, |f| f.package_siblings.is_none()) && by_pkg_id(c).is_none()
             })
             .collect();
         let pkg_sets = partition(online, |cpu| {
@@ -348,7 +348,7 @@ impl Topology {
             match f.core_id {
                 Some(my) => sib
                     .iter()
-                    .filter(|&s| by_id(s).and_then(|g| g.core_id).is_none_or(|c| c == my))
+                    .filter(|&s| by_id(s).and_then(|g| g.core_id).map_or(true, |c| c == my))
                     .collect(),
                 None => sib,
             }
@@ -364,7 +364,7 @@ impl Topology {
         // Core complexes.
         let no_cache: CpuSet = online
             .iter()
-            .filter(|&c| by_id(c).is_none_or(|f| f.llc.is_none()))
+            .filter(|&c| by_id(c).map_or(true, |f| f.llc.is_none()))
             .collect();
         let complexes = partition(online, |cpu| {
             match by_id(cpu).and_then(|f| own_group(&f.llc, online, cpu)) {
