@@ -47,7 +47,7 @@ typedef struct {
     char busId[32];
 } nvmlPciInfo_t;
 
-#define MAX_GPUS 64
+#define MAX_GPUS 256
 #define MAX_MIGS_PER_GPU 7
 #define MAX_CPUS 16384
 #define MAX_NODES 1024
@@ -221,7 +221,7 @@ static int load_description(void) {
     ngpus = 0;
     FILE *f = fopen(path, "r");
     if (!f) return -1;
-    char line[8192];
+    static char line[65536];
     while (fgets(line, sizeof line, f)) {
         char *p = line;
         while (isspace((unsigned char)*p)) p++;
