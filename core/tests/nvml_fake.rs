@@ -353,3 +353,28 @@ fn reconcile_does_not_warn_when_nvml_cannot_say() {
     assert_eq!(merged[5].local_cpus, cpus(&node_cpus(7)));
     assert_eq!(merged[5].uuid.as_deref(), Some(dgx_uuid(5).as_str()));
 }
+
+/// The fake's lookups that gpuaff's discovery does not use, straight through nvml-wrapper: by UUID
+/// (GPU- and MIG-), by PCI bus id (8- and 4-digit domain), MIG parent.
+#[test]
+fn fake_lookups_through_nvml_wrapper() {
+    let desc = dgx_a100_desc().replacen("minor=2 migs=-", "minor=2 migs=MIG-aa,MIG-bb", 1);
+    let (_dir, lib) = fake_machine("lookups", Variant::Full, &desc);
+    let nvml = nvml_wrapper::Nvml::builder()
+        .lib_path(lib.as_os_str())
+        .init()
+        .expect("init");
+    let by_uuid = nvml.device_by_uuid(dgx_uuid(5)).expect("by uuid");
+    assert_eq!(by_uuid.index().expect("index"), 5);
+    for id in ["00000000:4E:00.0", "0000:4e:00.0"] {
+        let d = nvml.device_by_pci_bus_id(id).expect(id);
+        assert_eq!(d.index().expect("index"), 3, "{id}");
+    }
+    assert!(nvml.device_by_pci_bus_id("0000:4f:00.0").is_err());
+    let mig = nvml.device_by_uuid("MIG-bb").expect("by MIG uuid");
+    assert!(mig.mig_is_mig_device_handle().expect("is mig"));
+    let parent = mig.mig_parent_device().expect("parent");
+    assert_eq!(parent.uuid().expect("uuid"), dgx_uuid(2));
+    assert!(!parent.mig_is_mig_device_handle().expect("is mig"));
+    assert!(nvml.device_by_uuid("GPU-nope").is_err());
+}
