@@ -9,6 +9,12 @@ use gpuaff_core::{AllowedFrom, CpuSet, Fs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+// 64amd64-* (AMD Opteron 6276, Bulldozer) list `thread_siblings_list` 0-1 for CPUs 0 and 1, but
+// their `core_id`s differ (0 and 1): the kernel reports the two integer cores of a compute unit
+// as thread siblings. hwloc's console shows 64 cores of one PU each (topology-linux.c splits
+// siblings whose core_id differs), and so does gpuaff: they are real cores with their own
+// integer units, so `single_logical` must not halve them. These snapshots agree below.
+
 /// Disagreements with hwloc that are deliberate: (snapshot, field, reason).
 const KNOWN: &[(&str, &str, &str)] = &[
     // hwloc shows one NUMANode for a machine without sys/devices/system/node; gpuaff's
