@@ -1,0 +1,658 @@
+//! The planner: one small pure function per mode over (topology, GPUs, options) → per-rank CPU sets.
+//! Algorithms, worked examples and deliberate differences: ../shared/MODES.md.
+//!
+//! Layout: this file resolves which GPU a rank uses, the GPU's node and its "home" CPUs (with the
+//! fallbacks), then hands plain core lists to `nvidia` (gpu_affinity.py family) or `torch`
+//! (torch.numa.binding family), whose functions know nothing about sysfs or GPUs.
+
+mod nvidia;
+#[cfg(test)]
+mod tests;
+mod torch;
+
+use crate::cpuset::CpuSet;
+use crate::error::Error;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    None,
+    // NVIDIA gpu_affinity.py family ("socket" = the GPU's local CPUs).
+    Socket,
+    SocketSingle,
+    SocketSingleUnique,
+    SocketUniqueInterleaved,
+    SocketUniqueContiguous,
+    // PyTorch torch.numa.binding family.
+    Node,
+    Package,
+    Exclusive,
+    CoreComplex,
+    // GPU_AFFINITY_MAP.
+    Map,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Cores {
+    #[default]
+    AllLogical,
+    SingleLogical,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanOptions {
+    pub mode: Mode,
+    pub cores: Cores,
+    pub balanced: bool,
+    /// Processes on this node; None = the number of visible GPUs.
+    pub nproc: Option<usize>,
+    /// `GPU_AFFINITY_MAP`: one CPU list per local rank (mode `map`).
+    pub map: Option<Vec<CpuSet>>,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            mode: Mode::SocketUniqueContiguous,
+            cores: Cores::AllLogical,
+            balanced: true,
+            nproc: None,
+            map: None,
+        }
+    }
+}
+
+/// What one local rank gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RankPlan {
+    pub rank: usize,
+    /// Position among the visible GPUs (CUDA index).
+    pub gpu: usize,
+    /// Index into the machine's GPU list (PCI order / NVML index).
+    pub gpu_index: usize,
+    pub pci_bus_id: String,
+    /// The GPU's NUMA node (PCI numa_node, or the node holding its local CPUs when that is -1).
+    pub numa_node: Option<u32>,
+    /// The CPUs to bind to; never empty unless the mode is `none`, whose plan is an empty set
+    /// meaning: leave the process (its threads and memory policy) exactly as it is.
+    pub cpus: CpuSet,
+    /// NUMA node ids for the memory policy: the nodes of `cpus` (never a CPU-less node by accident).
+    pub mems: CpuSet,
+    /// Deliberate differences from the reference that applied, one line each (printed as warnings).
+    pub notes: Vec<String>,
+    /// True when `cpus` are not the GPU's own CPUs (the allowed set excluded them and the plan fell
+    /// back to the GPU's package or to every allowed CPU); strict callers refuse such a plan.
+    pub fallback: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub options: PlanOptions,
+    /// One entry per local rank, 0..nproc.
+    pub ranks: Vec<Result<RankPlan, Error>>,
+    /// Plan-wide notes (e.g. visible-GPU warnings).
+    pub warnings: Vec<String>,
+}
+
+use crate::gpu::{Gpu, Visible};
+use crate::topology::Topology;
+
+/// Which reference a mode follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `none`: leave the process alone.
+    None,
+    /// NVIDIA `gpu_affinity.py`.
+    Nvidia,
+    /// PyTorch `torch.numa.binding`.
+    Torch,
+    /// `GPU_AFFINITY_MAP`.
+    Map,
+}
+
+const MODE_NAMES: &str = "none, socket, socket_single, socket_single_unique, \
+socket_unique_interleaved, socket_unique_contiguous, node, package, exclusive, core-complex, map";
+const CORES_NAMES: &str = "all_logical, single_logical";
+
+impl Mode {
+    pub const ALL: [Mode; 11] = [
+        Mode::None,
+        Mode::Socket,
+        Mode::SocketSingle,
+        Mode::SocketSingleUnique,
+        Mode::SocketUniqueInterleaved,
+        Mode::SocketUniqueContiguous,
+        Mode::Node,
+        Mode::Package,
+        Mode::Exclusive,
+        Mode::CoreComplex,
+        Mode::Map,
+    ];
+
+    /// A mode name as `GPU_AFFINITY_MODE` takes it (`core_complex` is accepted for `core-complex`).
+    pub fn parse(value: &str) -> crate::Result<Mode> {
+        let v = value.trim().to_ascii_lowercase();
+        if v == "core_complex" {
+            return Ok(Mode::CoreComplex);
+        }
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == v)
+            .ok_or_else(|| Error::bad_value("GPU_AFFINITY_MODE", value, MODE_NAMES))
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Socket => "socket",
+            Mode::SocketSingle => "socket_single",
+            Mode::SocketSingleUnique => "socket_single_unique",
+            Mode::SocketUniqueInterleaved => "socket_unique_interleaved",
+            Mode::SocketUniqueContiguous => "socket_unique_contiguous",
+            Mode::Node => "node",
+            Mode::Package => "package",
+            Mode::Exclusive => "exclusive",
+            Mode::CoreComplex => "core-complex",
+            Mode::Map => "map",
+        }
+    }
+
+    pub fn family(&self) -> Family {
+        match self {
+            Mode::None => Family::None,
+            Mode::Socket
+            | Mode::SocketSingle
+            | Mode::SocketSingleUnique
+            | Mode::SocketUniqueInterleaved
+            | Mode::SocketUniqueContiguous => Family::Nvidia,
+            Mode::Node | Mode::Package | Mode::Exclusive | Mode::CoreComplex => Family::Torch,
+            Mode::Map => Family::Map,
+        }
+    }
+}
+
+impl Cores {
+    /// `GPU_AFFINITY_CORES`: `all_logical` or `single_logical`.
+    pub fn parse(value: &str) -> crate::Result<Cores> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "all_logical" => Ok(Cores::AllLogical),
+            "single_logical" => Ok(Cores::SingleLogical),
+            _ => Err(Error::bad_value("GPU_AFFINITY_CORES", value, CORES_NAMES)),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Cores::AllLogical => "all_logical",
+            Cores::SingleLogical => "single_logical",
+        }
+    }
+}
+
+/// Plans every local rank 0..nproc (rank r uses visible GPU r), as `gpuaff plan` shows them.
+pub fn plan_all(topo: &Topology, gpus: &[Gpu], visible: &Visible, opts: &PlanOptions) -> Plan {
+    let nproc = opts.nproc.unwrap_or(visible.gpus.len());
+    let mut warnings = visible.warnings.clone();
+    if visible.gpus.is_empty() && opts.nproc.is_none() {
+        warnings.push("no GPU visible: nothing to plan".to_string());
+    }
+    Plan {
+        options: opts.clone(),
+        ranks: (0..nproc)
+            .map(|r| plan_rank(topo, gpus, visible, opts, r, None))
+            .collect(),
+        warnings,
+    }
+}
+
+/// Plans one rank; `gpu` overrides which visible GPU it uses (GPU_AFFINITY_GPU).
+///
+/// Rank r uses visible GPU r; a process that sees exactly one GPU uses it whatever its rank. When
+/// such a process is one of several (`nproc` > 1, e.g. Slurm `--gpus-per-task=1`), the plan is made
+/// as if every GPU of the machine took part, so that the unique and exclusive modes still split each
+/// node between its GPUs.
+pub fn plan_rank(
+    topo: &Topology,
+    gpus: &[Gpu],
+    visible: &Visible,
+    opts: &PlanOptions,
+    rank: usize,
+    gpu: Option<usize>,
+) -> Result<RankPlan, Error> {
+    if visible.gpus.is_empty() {
+        return Err(Error::no_device(
+            "no GPU visible (none present, or CUDA_VISIBLE_DEVICES selects none)",
+        ));
+    }
+    let single = visible.gpus.len() == 1;
+    let nproc = opts.nproc.unwrap_or(visible.gpus.len());
+    if nproc == 0 {
+        return Err(Error::invalid(
+            "the number of processes per node is 0 (expected at least 1)",
+        ));
+    }
+    if opts.nproc.is_some() && rank >= nproc {
+        return Err(Error::invalid(format!(
+            "local rank {rank} is not below the number of processes per node ({nproc})"
+        )));
+    }
+    let cuda = match gpu {
+        Some(g) => g,
+        None if single => 0,
+        None => rank,
+    };
+    let Some(&gpu_index) = visible.gpus.get(cuda) else {
+        return Err(Error::no_device(format!(
+            "rank {rank} would use visible GPU {cuda}, but {} GPU(s) are visible",
+            visible.gpus.len()
+        )));
+    };
+    let Some(me) = gpus.get(gpu_index) else {
+        return Err(Error::invalid(format!(
+            "visible GPU {cuda} is machine GPU {gpu_index}, but the machine has {} GPU(s)",
+            gpus.len()
+        )));
+    };
+    if let Some(&bad) = visible.gpus.iter().find(|&&i| i >= gpus.len()) {
+        return Err(Error::invalid(format!(
+            "a visible GPU is machine GPU {bad}, but the machine has {} GPU(s)",
+            gpus.len()
+        )));
+    }
+
+    let ctx = Ctx::new(topo);
+    let mut notes = Vec::new();
+    // The GPUs taking part, as machine indices, and this rank's position among them.
+    let (pool, pos): (Vec<usize>, usize) = if single && nproc > 1 && gpus.len() > 1 {
+        notes.push(format!(
+            "this process sees only GPU {} of {nproc} processes: planning as if all {} GPUs of the machine took part",
+            gpu_label(me),
+            gpus.len()
+        ));
+        ((0..gpus.len()).collect(), gpu_index)
+    } else {
+        (visible.gpus.clone(), cuda)
+    };
+
+    let resolved = ctx.resolve_nodes(me);
+    let mut plan = RankPlan {
+        rank,
+        gpu: cuda,
+        gpu_index,
+        pci_bus_id: me.pci_bus_id.clone(),
+        numa_node: resolved.nodes.first().and_then(|n| u32::try_from(n).ok()),
+        cpus: CpuSet::new(),
+        mems: CpuSet::new(),
+        notes,
+        fallback: false,
+    };
+
+    let cpus = match opts.mode.family() {
+        Family::None => return Ok(plan),
+        Family::Map => {
+            let map = opts.map.as_deref().unwrap_or(&[]);
+            let Some(set) = map.get(rank) else {
+                return Err(Error::invalid(format!(
+                    "GPU_AFFINITY_MAP has {} CPU list(s), none for local rank {rank}",
+                    map.len()
+                )));
+            };
+            if set.is_empty() {
+                return Err(Error::invalid(format!(
+                    "GPU_AFFINITY_MAP gives local rank {rank} an empty CPU list"
+                )));
+            }
+            let outside = set.difference(&topo.allowed);
+            if !outside.is_empty() {
+                return Err(Error::invalid(format!(
+                    "GPU_AFFINITY_MAP gives local rank {rank} CPUs {outside} that this process may not use (allowed: {})",
+                    topo.allowed
+                )));
+            }
+            set.clone()
+        }
+        Family::Nvidia => {
+            let limit = nproc.min(pool.len());
+            let mut members: Vec<usize> = (0..limit).collect();
+            if pos >= limit {
+                members.push(pos);
+            }
+            let mut lists = Vec::with_capacity(members.len());
+            let mut me_at = 0;
+            for (i, &p) in members.iter().enumerate() {
+                let home = ctx.nvidia_home(&gpus[pool[p]])?;
+                if p == pos {
+                    me_at = i;
+                    plan.notes.extend(home.notes);
+                    plan.fallback = home.fallback;
+                }
+                lists.push(ctx.cores_of(&home.cpus));
+            }
+            let chosen = nvidia::choose(opts.mode, opts.balanced, &lists, me_at, &mut plan.notes);
+            chosen.iter().collect()
+        }
+        Family::Torch => {
+            plan.notes.extend(resolved.notes.iter().cloned());
+            let home = ctx.torch_home(me, &resolved, opts.mode == Mode::Package)?;
+            plan.notes.extend(home.notes);
+            plan.fallback = home.fallback;
+            // The GPUs "on a node": every GPU of the pool with the same node(s), whatever nproc is.
+            let mut k = 0;
+            let mut on_node = 0;
+            for (p, &gi) in pool.iter().enumerate() {
+                if ctx.resolve_nodes(&gpus[gi]).nodes == resolved.nodes {
+                    if p < pos {
+                        k += 1;
+                    }
+                    on_node += 1;
+                }
+            }
+            let node_name = node_label(&resolved.nodes);
+            match opts.mode {
+                Mode::Exclusive => {
+                    let cores = ctx.cores_of(&home.cpus);
+                    let run = torch::exclusive(&cores, k, on_node, &node_name, &mut plan.notes);
+                    run.iter().collect()
+                }
+                Mode::CoreComplex => {
+                    let groups = ctx.complexes_of(&home.cpus);
+                    torch::core_complex(&groups, &home.cpus, k, &node_name, &mut plan.notes)
+                }
+                _ => home.cpus,
+            }
+        }
+    };
+    let cpus = match opts.cores {
+        Cores::AllLogical => cpus,
+        // The lowest allowed sibling of each core, never one chosen by hash order.
+        Cores::SingleLogical => ctx
+            .cores_of(&cpus)
+            .iter()
+            .filter_map(|c| c.first())
+            .collect(),
+    };
+    if cpus.is_empty() {
+        return Err(Error::unplannable(format!(
+            "mode {} leaves local rank {rank} (GPU {}) no CPU",
+            opts.mode.name(),
+            gpu_label(me)
+        )));
+    }
+    plan.mems = ctx.nodes_of(&cpus);
+    plan.cpus = cpus;
+    Ok(plan)
+}
+
+/// `plan_rank` for the shim's `Request`: its rank (or, without one, its GPU override), GPU and options.
+pub fn plan_request(
+    req: &crate::Request,
+    machine: &crate::Machine,
+    visible: &Visible,
+) -> crate::Result<RankPlan> {
+    let rank = match (req.rank, req.gpu) {
+        (Some(r), _) => r,
+        (None, Some(g)) => g,
+        (None, None) => {
+            return Err(Error::invalid(
+                "no local rank: set LOCAL_RANK (or a launcher's local-rank variable) or GPU_AFFINITY_GPU",
+            ))
+        }
+    };
+    plan_rank(
+        &machine.topology,
+        &machine.gpus,
+        visible,
+        &req.plan,
+        rank,
+        req.gpu,
+    )
+}
+
+/// `plan_all` for the CLI.
+pub fn plan_request_all(req: &crate::Request, machine: &crate::Machine, visible: &Visible) -> Plan {
+    plan_all(&machine.topology, &machine.gpus, visible, &req.plan)
+}
+
+/// "1 core", "3 cores".
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+fn gpu_label(g: &Gpu) -> String {
+    if g.pci_bus_id.is_empty() {
+        format!("{}", g.index)
+    } else {
+        g.pci_bus_id.clone()
+    }
+}
+
+fn node_label(nodes: &CpuSet) -> String {
+    if nodes.len() == 1 {
+        format!("node {nodes}")
+    } else {
+        format!("nodes {nodes}")
+    }
+}
+
+/// A GPU's node(s) for CPU binding, with the note saying why when it is not its PCI `numa_node`.
+struct Resolved {
+    nodes: CpuSet,
+    notes: Vec<String>,
+}
+
+/// A GPU's own CPUs within the allowed set, or the fallback when the allowed set excludes them.
+struct Home {
+    cpus: CpuSet,
+    fallback: bool,
+    notes: Vec<String>,
+}
+
+struct Ctx<'a> {
+    topo: &'a Topology,
+    /// (id, online CPUs), sorted by id; CPU-less nodes included. One node 0 holding every online
+    /// CPU when the machine reports no NUMA information.
+    nodes: Vec<(u32, CpuSet)>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(topo: &'a Topology) -> Self {
+        let mut nodes: Vec<(u32, CpuSet)> = if topo.nodes.is_empty() {
+            vec![(0, topo.online.clone())]
+        } else {
+            topo.nodes.iter().map(|n| (n.id, n.cpus.clone())).collect()
+        };
+        nodes.sort_by_key(|n| n.0);
+        Ctx { topo, nodes }
+    }
+
+    fn node_cpus(&self, id: u32) -> Option<&CpuSet> {
+        self.nodes.iter().find(|n| n.0 == id).map(|n| &n.1)
+    }
+
+    /// Ids of the nodes with CPUs in `cpus`; never a CPU-less node.
+    fn nodes_of(&self, cpus: &CpuSet) -> CpuSet {
+        self.nodes
+            .iter()
+            .filter(|n| n.1.intersects(cpus))
+            .map(|n| n.0 as usize)
+            .collect()
+    }
+
+    fn cpus_of_nodes(&self, ids: &CpuSet) -> CpuSet {
+        self.nodes
+            .iter()
+            .filter(|n| ids.contains(n.0 as usize))
+            .map(|n| &n.1)
+            .collect()
+    }
+
+    fn resolve_nodes(&self, g: &Gpu) -> Resolved {
+        if let Some(n) = g.numa_node {
+            if self.node_cpus(n).is_some_and(|c| !c.is_empty()) {
+                return Resolved {
+                    nodes: CpuSet::single(n as usize),
+                    notes: Vec::new(),
+                };
+            }
+        }
+        let nodes = self.nodes_of(&g.local_cpus);
+        let why = match g.numa_node {
+            None => "has no NUMA node (numa_node -1)".to_string(),
+            Some(n) if self.node_cpus(n).is_some() => format!("sits on CPU-less node {n}"),
+            Some(n) => format!("names node {n}, which the machine does not have"),
+        };
+        let note = if nodes.is_empty() {
+            format!(
+                "GPU {} {why} and no known local CPUs: no node to bind to",
+                gpu_label(g)
+            )
+        } else {
+            format!(
+                "GPU {} {why}: using {} that hold its local CPUs",
+                gpu_label(g),
+                node_label(&nodes)
+            )
+        };
+        Resolved {
+            nodes,
+            notes: vec![format!("the {note}")],
+        }
+    }
+
+    /// The online CPUs of every package that has CPUs in `near` (the whole machine when the
+    /// topology names no package).
+    fn package_cpus(&self, near: &CpuSet) -> CpuSet {
+        if self.topo.packages.is_empty() {
+            return self.topo.online.clone();
+        }
+        self.topo
+            .packages
+            .iter()
+            .filter(|p| p.cpus.intersects(near))
+            .map(|p| &p.cpus)
+            .collect()
+    }
+
+    /// `own` ∩ allowed, else the allowed CPUs of the package(s) near `near`, else every allowed CPU.
+    fn with_fallback(&self, own: &CpuSet, near: &CpuSet, what: &str) -> crate::Result<Home> {
+        let allowed = &self.topo.allowed;
+        let cpus = own.intersection(allowed);
+        if !cpus.is_empty() {
+            return Ok(Home {
+                cpus,
+                fallback: false,
+                notes: Vec::new(),
+            });
+        }
+        let pkg = self.package_cpus(near).intersection(allowed);
+        let (cpus, to) = if !pkg.is_empty() {
+            (pkg, "the allowed CPUs of its package")
+        } else if !allowed.is_empty() {
+            (allowed.clone(), "every allowed CPU")
+        } else {
+            return Err(Error::unplannable(format!(
+                "this process may use no CPU at all (allowed set empty), so {what} cannot be bound"
+            )));
+        };
+        Ok(Home {
+            notes: vec![format!(
+                "the allowed CPUs ({allowed}) exclude {what}: falling back to {to} ({cpus})"
+            )],
+            cpus,
+            fallback: true,
+        })
+    }
+
+    /// NVIDIA family: the GPU's local CPUs (its node's CPUs when unknown) within the allowed set.
+    fn nvidia_home(&self, g: &Gpu) -> crate::Result<Home> {
+        let mut notes = Vec::new();
+        let own = if g.local_cpus.is_empty() {
+            let r = self.resolve_nodes(g);
+            let cpus = self.cpus_of_nodes(&r.nodes);
+            notes.push(format!(
+                "GPU {} has no known local CPUs: using the CPUs of its {} ({cpus})",
+                gpu_label(g),
+                node_label(&r.nodes)
+            ));
+            cpus
+        } else {
+            g.local_cpus.clone()
+        };
+        let what = format!("the local CPUs {own} of GPU {}", gpu_label(g));
+        let mut home = self.with_fallback(&own, &own, &what)?;
+        notes.iter_mut().for_each(|n| *n = format!("the {n}"));
+        notes.append(&mut home.notes);
+        home.notes = notes;
+        Ok(home)
+    }
+
+    /// Torch family: the CPUs of the GPU's node (or of every node of its package) within the
+    /// allowed set.
+    fn torch_home(&self, g: &Gpu, r: &Resolved, package: bool) -> crate::Result<Home> {
+        let node_cpus = self.cpus_of_nodes(&r.nodes);
+        let near = node_cpus.union(&g.local_cpus);
+        if package {
+            // The union of the CPU nodes of the node's package (found through the node's CPUs).
+            let pkg = self.package_cpus(&node_cpus);
+            let own: CpuSet = self
+                .nodes
+                .iter()
+                .filter(|n| n.1.intersects(&pkg))
+                .map(|n| &n.1)
+                .collect();
+            let what = format!(
+                "the package of {} of GPU {}",
+                node_label(&r.nodes),
+                gpu_label(g)
+            );
+            return self.with_fallback(&own, &near, &what);
+        }
+        let what = format!("{} of GPU {}", node_label(&r.nodes), gpu_label(g));
+        self.with_fallback(&node_cpus, &near, &what)
+    }
+
+    /// The cores of `set`: each core's CPUs within `set`, ordered by the core's sibling tuple. A CPU
+    /// that no core lists counts as a core of its own.
+    fn cores_of(&self, set: &CpuSet) -> Vec<CpuSet> {
+        let mut keyed: Vec<(Vec<usize>, CpuSet)> = Vec::new();
+        let mut seen = CpuSet::new();
+        for core in &self.topo.cores {
+            let part = core.cpus.intersection(set);
+            if !part.is_empty() {
+                seen = seen.union(&part);
+                keyed.push((core.cpus.iter().collect(), part));
+            }
+        }
+        for cpu in set.difference(&seen).iter() {
+            keyed.push((vec![cpu], CpuSet::single(cpu)));
+        }
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        keyed.into_iter().map(|k| k.1).collect()
+    }
+
+    /// `set` grouped by the core complexes (CPUs sharing the highest-level cache); CPUs in no
+    /// complex form one more group.
+    fn complexes_of(&self, set: &CpuSet) -> Vec<CpuSet> {
+        let mut groups: Vec<CpuSet> = Vec::new();
+        let mut seen = CpuSet::new();
+        for cx in &self.topo.complexes {
+            let part = cx.intersection(set);
+            if !part.is_empty() {
+                seen = seen.union(&part);
+                groups.push(part);
+            }
+        }
+        let rest = set.difference(&seen);
+        if !rest.is_empty() {
+            groups.push(rest);
+        }
+        // "No cache shared by several cores": when every group lies within one core.
+        if groups.len() > 1 && groups.iter().all(|g| self.cores_of(g).len() <= 1) {
+            return vec![];
+        }
+        groups
+    }
+}
