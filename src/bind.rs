@@ -14,7 +14,7 @@
 
 use crate::apply;
 use crate::msg::Warnings;
-use gpuaff_core::gpu::{resolve_visible, DeviceOrder, Visible};
+use gpuaff_core::gpu::{resolve_visible, DeviceOrder};
 use gpuaff_core::{
     plan, AllowedFrom, CpuSet, Error, Machine, MemBind, Mode, RankPlan, Request, Result, Threads,
 };
@@ -155,41 +155,6 @@ pub struct Outcome {
     pub original: CpuSet,
 }
 
-pub fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::None => "none",
-        Mode::Socket => "socket",
-        Mode::SocketSingle => "socket_single",
-        Mode::SocketSingleUnique => "socket_single_unique",
-        Mode::SocketUniqueInterleaved => "socket_unique_interleaved",
-        Mode::SocketUniqueContiguous => "socket_unique_contiguous",
-        Mode::Node => "node",
-        Mode::Package => "package",
-        Mode::Exclusive => "exclusive",
-        Mode::CoreComplex => "core-complex",
-        Mode::Map => "map",
-    }
-}
-
-fn plan_one(req: &Request, machine: &Machine, visible: &Visible) -> Result<RankPlan> {
-    let rank = req.rank.ok_or_else(|| {
-        Error::invalid("no local rank: set LOCAL_RANK (or a launcher's local-rank variable) or pass gpu_id >= 0")
-    })?;
-    plan::plan_rank(
-        &machine.topology,
-        &machine.gpus,
-        visible,
-        &req.plan,
-        rank,
-        req.gpu,
-    )
-}
-
-/// True when the plan had to leave the GPU's own CPUs (strict mode refuses such a plan).
-fn is_fallback(_p: &RankPlan) -> bool {
-    false
-}
-
 /// Plans `req` and, for `Effect::Apply` without dry run, binds every thread of the process and sets the
 /// memory policy. On error nothing was changed (except, in strict mode, a refused memory policy, where
 /// the calling thread's CPU mask is restored before returning).
@@ -201,8 +166,8 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
     let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
     let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
     warnings.extend(visible.warnings.iter().cloned());
-    let plan = plan_one(req, &machine, &visible)?;
-    if req.strict && is_fallback(&plan) {
+    let plan = plan::plan_request(req, &machine, &visible)?;
+    if req.strict && plan.fallback {
         return Err(Error::unplannable(format!(
             "GPU_AFFINITY_STRICT=1: GPU {} ({}) has no allowed CPU of its own: {}",
             plan.gpu,
@@ -298,7 +263,7 @@ pub fn verbose_line(o: &Outcome, mode: Mode, pid: u32) -> String {
     let mut s = format!(
         "{head}CPUs {}, mems {mems}, mode {}",
         p.cpus.to_list(),
-        mode_name(mode)
+        mode.name()
     );
     if o.membind != MemBind::None {
         s.push_str(", membind ");
@@ -326,6 +291,7 @@ mod tests {
                 cpus: CpuSet::parse_list(cpus).unwrap(),
                 mems: CpuSet::single(3),
                 notes: vec![],
+                fallback: false,
             },
             applied,
             membind,

@@ -225,9 +225,6 @@ unsafe fn request(o: &Options) -> Result<Request> {
     if let Some(s) = strict {
         req.strict = s;
     }
-    if req.rank.is_none() {
-        req.rank = req.gpu;
-    }
     Ok(req)
 }
 
