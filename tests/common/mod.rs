@@ -23,6 +23,7 @@ pub fn so_path() -> PathBuf {
     for dir in [deps.parent().unwrap_or(deps), deps] {
         let so = dir.join("libgpuaff.so");
         if so.is_file() {
+            check_fresh(&so);
             return so;
         }
     }
@@ -30,6 +31,39 @@ pub fn so_path() -> PathBuf {
         "libgpuaff.so not found next to {} (nor in its parent): run cargo build first",
         deps.display()
     );
+}
+
+/// `cargo test` does not build a cdylib-only library: a stale one would test old code.
+fn check_fresh(so: &Path) {
+    fn newest(dir: &Path, best: &mut Option<(std::time::SystemTime, PathBuf)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                newest(&p, best);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                    if best.as_ref().is_none_or(|(b, _)| t > *b) {
+                        *best = Some((t, p));
+                    }
+                }
+            }
+        }
+    }
+    let mut best = None;
+    newest(&root().join("src"), &mut best);
+    newest(&root().join("core/src"), &mut best);
+    let built = std::fs::metadata(so).and_then(|m| m.modified());
+    if let (Some((src_time, src)), Ok(built)) = (best, built) {
+        assert!(
+            src_time <= built,
+            "{} is older than {}: run cargo build first (cargo test does not rebuild the cdylib)",
+            so.display(),
+            src.display()
+        );
+    }
 }
 
 /// The directory holding libgpuaff.so (for -L and rpath).
