@@ -169,7 +169,7 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
     let plan = plan::plan_request(req, &machine, &visible)?;
     if req.strict && plan.fallback {
         return Err(Error::unplannable(format!(
-            "GPU_AFFINITY_STRICT=1: GPU {} ({}) has no allowed CPU of its own: {}",
+            "GPU {} ({}) has no allowed CPU of its own: {}",
             plan.gpu,
             plan.pci_bus_id,
             plan.notes.join("; ")
@@ -201,7 +201,7 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
         return Err(Error::os(
             libc::EPERM,
             format!(
-                "GPU_AFFINITY_STRICT=1: the kernel refused memory policy {} on nodes {mems}",
+                "the kernel refused memory policy {} on nodes {mems}",
                 apply::membind_name(req.membind)
             ),
         ));
@@ -223,7 +223,10 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
         }
         return Err(Error::os(
             libc::EIO,
-            "GPU_AFFINITY_STRICT=1: not every thread could be bound (see the warnings above)",
+            format!(
+                "not every thread could be bound: {}",
+                thread_warnings.into_vec().join("; ")
+            ),
         ));
     }
     outcome.warnings.extend(thread_warnings.into_vec());

@@ -57,7 +57,9 @@ static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
 pub fn quiet_panics() {
     PANIC_HOOK.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            msg::line(&format!("internal error: {info}"));
+            msg::line(&format!(
+                "internal error (a bug in gpuaff): {info}; nothing more is bound"
+            ));
         }));
     });
 }
@@ -125,8 +127,11 @@ fn record_inherited(original: &gpuaff_core::CpuSet, bound: &gpuaff_core::CpuSet)
 #[cfg(not(test))]
 #[ctor::ctor(unsafe)]
 fn gpuaff_load() {
-    if std::panic::catch_unwind(on_load).is_err() {
-        msg::line("internal error while binding; the process is left as it was");
+    // The panic hook has already printed the one line (a bug: the planning code reports errors as
+    // values, and apply's system calls cannot panic).
+    if std::panic::catch_unwind(on_load).is_err() && strict_from_env() {
+        // SAFETY: before main; nothing of the host's to flush.
+        unsafe { libc::_exit(STRICT_EXIT) };
     }
 }
 

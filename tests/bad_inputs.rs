@@ -35,9 +35,21 @@ fn cases() -> Vec<Case> {
         case("negative rank", LOCAL, &[("LOCAL_RANK", "-1")]),
         case("rank beyond the GPUs", LOCAL, &[("LOCAL_RANK", "99")]),
         case("launcher rank garbage", LOCAL, &[("SLURM_LOCALID", "x")]),
-        case("unknown mode", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_MODE", "sokcet")]),
-        case("malformed map", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_MAP", "0-;1")]),
-        case("map mode without map", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_MODE", "map")]),
+        case(
+            "unknown mode",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_MODE", "sokcet")],
+        ),
+        case(
+            "malformed map",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_MAP", "0-;1")],
+        ),
+        case(
+            "map mode without map",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_MODE", "map")],
+        ),
         case(
             "map outside the allowed CPUs",
             LOCAL,
@@ -46,24 +58,76 @@ fn cases() -> Vec<Case> {
         case("missing fsroot", Missing, &[("LOCAL_RANK", "0")]),
         case("empty fsroot", Empty, &[("LOCAL_RANK", "0")]),
         case("machine without GPU", NoGpu, &[("LOCAL_RANK", "0")]),
-        case("bad membind", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_MEMBIND", "always")]),
-        case("bad cores", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_CORES", "some")]),
-        case("bad balanced", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_BALANCED", "maybe")]),
-        case("bad source", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_SOURCE", "cuda")]),
-        case("bad threads", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_THREADS", "all")]),
-        case("bad verbose", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_VERBOSE", "2")]),
-        case("bad dry run", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_DRY_RUN", "perhaps")]),
+        case(
+            "bad membind",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_MEMBIND", "always")],
+        ),
+        case(
+            "bad cores",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_CORES", "some")],
+        ),
+        case(
+            "bad balanced",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_BALANCED", "maybe")],
+        ),
+        case(
+            "bad source",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_SOURCE", "cuda")],
+        ),
+        case(
+            "bad threads",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_THREADS", "all")],
+        ),
+        case(
+            "bad verbose",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_VERBOSE", "2")],
+        ),
+        case(
+            "bad dry run",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_DRY_RUN", "perhaps")],
+        ),
         case(
             "CUDA_VISIBLE_DEVICES garbage",
             LOCAL,
             &[("LOCAL_RANK", "0"), ("CUDA_VISIBLE_DEVICES", "garbage")],
         ),
-        case("no visible GPU", LOCAL, &[("LOCAL_RANK", "0"), ("CUDA_VISIBLE_DEVICES", "")]),
-        case("bad device order", LOCAL, &[("LOCAL_RANK", "0"), ("CUDA_DEVICE_ORDER", "RANDOM")]),
-        case("GPU override beyond the GPUs", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_GPU", "5")]),
-        case("zero processes", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_NPROC", "0")]),
-        case("processes not a number", LOCAL, &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_NPROC", "two")]),
-        case("local world size garbage", LOCAL, &[("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "-3")]),
+        case(
+            "no visible GPU",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("CUDA_VISIBLE_DEVICES", "")],
+        ),
+        case(
+            "bad device order",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("CUDA_DEVICE_ORDER", "RANDOM")],
+        ),
+        case(
+            "GPU override beyond the GPUs",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_GPU", "5")],
+        ),
+        case(
+            "zero processes",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_NPROC", "0")],
+        ),
+        case(
+            "processes not a number",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_NPROC", "two")],
+        ),
+        case(
+            "local world size garbage",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "-3")],
+        ),
     ]
 }
 

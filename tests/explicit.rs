@@ -22,7 +22,12 @@ fn threads_created_before_the_call_end_inside() {
         let run = explicit(gpu, other, &fx);
         assert_eq!(run.code(), Some(0), "{}", run.describe());
         assert!(run.stdout.ends_with("done\n"), "{}", run.describe());
-        assert_eq!(run.field("rc=", "rc").as_deref(), Some("1"), "{}", run.describe());
+        assert_eq!(
+            run.field("rc=", "rc").as_deref(),
+            Some("1"),
+            "{}",
+            run.describe()
+        );
         assert_eq!(run.field("rc=", "cpus").as_deref(), Some(gpu));
         assert_eq!(run.field("plan=", "plan").as_deref(), Some("1"));
         assert_eq!(
@@ -80,14 +85,23 @@ fn python_ctypes_binds_and_reports() {
         .env("GPU_AFFINITY_FSROOT", fx.path())
         .run();
     assert_eq!(run.code(), Some(0), "{}", run.describe());
-    assert_eq!(run.field("rc=", "rc").as_deref(), Some("1"), "{}", run.describe());
+    assert_eq!(
+        run.field("rc=", "rc").as_deref(),
+        Some("1"),
+        "{}",
+        run.describe()
+    );
     assert_eq!(run.field("rc=", "cpus").as_deref(), Some("1"));
     assert_eq!(
         run.field("version=", "version").as_deref(),
         Some(env!("CARGO_PKG_VERSION"))
     );
     let enodev = run.stdout.lines().find_map(|l| l.strip_prefix("enodev="));
-    assert!(enodev.is_some_and(|m| m.contains("GPU")), "{}", run.describe());
+    assert!(
+        enodev.is_some_and(|m| m.contains("GPU")),
+        "{}",
+        run.describe()
+    );
     assert_all_tasks(&run, "1", &[]);
 
     let bad = Proc::new("python3")
@@ -99,15 +113,41 @@ fn python_ctypes_binds_and_reports() {
         .run();
     assert_eq!(bad.code(), Some(0), "{}", bad.describe());
     assert!(bad.stdout.contains("error rc=-"), "{}", bad.describe());
-    assert!(bad.stdout.contains("/nonexistent/gpuaff"), "{}", bad.describe());
+    assert!(
+        bad.stdout.contains("/nonexistent/gpuaff"),
+        "{}",
+        bad.describe()
+    );
 }
 
 #[test]
 fn header_compiles_as_c99_and_cxx11() {
     let header = root().join("c-header/gpu_affinity.h");
     for (cc, args) in [
-        ("cc", &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-x", "c"][..]),
-        ("c++", &["-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-x", "c++"][..]),
+        (
+            "cc",
+            &[
+                "-std=c99",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pedantic",
+                "-x",
+                "c",
+            ][..],
+        ),
+        (
+            "c++",
+            &[
+                "-std=c++11",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pedantic",
+                "-x",
+                "c++",
+            ][..],
+        ),
     ] {
         let out = Command::new(cc)
             .args(args)
@@ -152,7 +192,13 @@ fn header_compiles_as_c99_and_cxx11() {
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     // size is set, a negative cpus_len is refused with -EINVAL.
     assert!(run.stdout.starts_with("1 "), "{}", run.describe());
-    assert!(run.stdout.trim_end().ends_with(&format!(" {}", -libc_einval())), "{}", run.describe());
+    assert!(
+        run.stdout
+            .trim_end()
+            .ends_with(&format!(" {}", -libc_einval())),
+        "{}",
+        run.describe()
+    );
     let _ = std::fs::remove_file(&src);
     let _ = std::fs::remove_file(&exe);
 }

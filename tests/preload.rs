@@ -23,7 +23,8 @@ fn threads_c(rank: usize, extra: &[(&str, &str)]) -> (Run, TempTree) {
 }
 
 fn attr_tid(run: &Run) -> String {
-    run.field("thread 0 ", "tid").expect("attribute thread line")
+    run.field("thread 0 ", "tid")
+        .expect("attribute thread line")
 }
 
 #[test]
@@ -45,8 +46,14 @@ fn c_program_every_thread_on_its_rank_cpu() {
         // Everyone else, including the thread created without an attribute by that thread and the one
         // created with a stack-size-only attribute, is on the rank's CPU.
         assert_all_tasks(&run, &want, &[attr]);
-        assert_eq!(run.field("thread sub", "cpus").as_deref(), Some(want.as_str()));
-        assert_eq!(run.field("thread 1 ", "cpus").as_deref(), Some(want.as_str()));
+        assert_eq!(
+            run.field("thread sub", "cpus").as_deref(),
+            Some(want.as_str())
+        );
+        assert_eq!(
+            run.field("thread 1 ", "cpus").as_deref(),
+            Some(want.as_str())
+        );
     }
 }
 
@@ -225,4 +232,51 @@ fn no_local_rank_means_nothing_happens() {
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     assert_eq!(run.stderr, "", "{}", run.describe());
     assert_eq!(run.field("main ", "cpus"), Some(own));
+}
+
+#[test]
+fn a_refused_memory_policy_degrades_with_one_warning_per_step() {
+    // two-gpu-split puts GPU 1 on node 1; where this machine has no node 1 the kernel refuses every
+    // policy on it (EINVAL), and bind degrades to preferred, then to none.
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-split");
+    let node1 = std::path::Path::new("/sys/devices/system/node/node1").exists();
+    let run = Proc::new(c_program("threads", false))
+        .arg("2")
+        .arg("0")
+        .preload()
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", "1")
+        .env("GPU_AFFINITY_MEMBIND", "bind")
+        .run();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.field("main ", "cpus").as_deref(), Some("1"));
+    let policy = run.field("main ", "mempolicy").expect("mempolicy");
+    if node1 && policy == "2:2" {
+        assert_eq!(run.stderr, "", "{}", run.describe());
+        return;
+    }
+    assert_eq!(
+        run.stderr_lines(),
+        [
+            "gpuaff: set_mempolicy(bind on nodes 1) refused: Invalid argument; using preferred instead",
+            "gpuaff: set_mempolicy(preferred on nodes 1) refused: Invalid argument; using none instead",
+        ],
+        "{}",
+        run.describe()
+    );
+    assert_eq!(policy, "0:0", "the default policy stays");
+
+    // Strict: the refusal is fatal.
+    let strict = Proc::new(c_program("threads", false))
+        .arg("2")
+        .arg("0")
+        .preload()
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", "1")
+        .env("GPU_AFFINITY_MEMBIND", "bind")
+        .env("GPU_AFFINITY_STRICT", "1")
+        .run();
+    assert_eq!(strict.code(), Some(66), "{}", strict.describe());
+    assert_eq!(strict.stderr_lines().len(), 1, "{}", strict.describe());
 }

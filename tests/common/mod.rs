@@ -68,7 +68,10 @@ fn check_fresh(so: &Path) {
 
 /// The directory holding libgpuaff.so (for -L and rpath).
 pub fn so_dir() -> PathBuf {
-    so_path().parent().expect("so has a directory").to_path_buf()
+    so_path()
+        .parent()
+        .expect("so has a directory")
+        .to_path_buf()
 }
 
 static COMPILED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
@@ -97,10 +100,14 @@ pub fn c_program(name: &str, link: bool) -> PathBuf {
             .arg("-lgpuaff")
             .arg(format!("-Wl,-rpath,{}", dir.display()));
     }
-    let status = cmd.status().expect("cc runs (a C compiler is needed for these tests)");
+    let status = cmd
+        .status()
+        .expect("cc runs (a C compiler is needed for these tests)");
     assert!(status.success(), "cc failed for {}", src.display());
     std::fs::rename(&tmp, &out).expect("rename compiled program");
-    cache.get_or_insert_with(HashMap::new).insert(key, out.clone());
+    cache
+        .get_or_insert_with(HashMap::new)
+        .insert(key, out.clone());
     out
 }
 
