@@ -45,7 +45,7 @@ fn check_fresh(so: &Path) {
                 newest(&p, best);
             } else if p.extension().is_some_and(|x| x == "rs") {
                 if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
-                    if best.as_ref().is_none_or(|(b, _)| t > *b) {
+                    if best.as_ref().map_or(true, |(b, _)| t > *b) {
                         *best = Some((t, p));
                     }
                 }
