@@ -174,6 +174,28 @@ unsafe fn attr_has_affinity(attr: *const libc::pthread_attr_t) -> bool {
     rc != 0 || set.iter().any(|&w| w != u64::MAX)
 }
 
+/// True when the calling thread's mask is exactly the binding's CPUs. Allocation-free.
+fn creator_is_bound(b: &bind::Binding) -> bool {
+    let mut set = [0u64; 16];
+    // SAFETY: the kernel writes at most size_of_val(&set) bytes.
+    let n = unsafe {
+        libc::sched_getaffinity(
+            0,
+            std::mem::size_of_val(&set),
+            set.as_mut_ptr().cast::<libc::cpu_set_t>(),
+        )
+    };
+    if n != 0 {
+        return false; // more than 1024 CPUs: take the general path
+    }
+    let want = b.cpus.words();
+    want.len() <= set.len()
+        && set
+            .iter()
+            .enumerate()
+            .all(|(i, w)| *w == want.get(i).copied().unwrap_or(0))
+}
+
 struct Start {
     routine: Option<StartRoutine>,
     arg: *mut c_void,
@@ -220,6 +242,12 @@ enum Route {
 unsafe fn route(attr: *const libc::pthread_attr_t) -> Option<Route> {
     let b = bind::active()?;
     if b.threads == Threads::Off {
+        return None;
+    }
+    // The common case: the creator is inside the binding and the new thread inherits it; one cheap
+    // query instead of a sched_setaffinity on every new thread.
+    let inherits = b.membind == gpuaff_core::MemBind::None && creator_is_bound(b);
+    if inherits && (attr.is_null() || !attr_has_affinity(attr)) {
         return None;
     }
     if attr.is_null() {
