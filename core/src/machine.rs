@@ -26,12 +26,189 @@ pub struct Machine {
     pub files_read: usize,
 }
 
-use crate::config::Request;
+use crate::config::{Request, Source};
+use crate::sysfs::Fs;
+use std::path::Path;
 
 impl Machine {
     /// Reads the machine under `req.fsroot` from `req.source` (sysfs, NVML or both).
     pub fn load(req: &Request, allowed: AllowedFrom) -> crate::Result<Machine> {
-        let _ = (req, allowed);
-        unimplemented!("Machine::load")
+        let fs = Fs::new(&req.fsroot);
+        Self::load_fs(&fs, req, allowed, &|lib| crate::nvml::discover(lib))
+    }
+
+    /// As `load`, over a given `Fs` and with the NVML query passed in (tests give a fake).
+    ///
+    /// `Source::Auto` reads sysfs and asks NVML only when `CUDA_VISIBLE_DEVICES` names a GPU by
+    /// UUID or MIG UUID that the sysfs GPUs cannot resolve (no UUIDs or MIG instances known): a
+    /// machine without GPUs, or with indices only, never pays for loading NVML.
+    pub fn load_fs(
+        fs: &Fs,
+        req: &Request,
+        allowed: AllowedFrom,
+        nvml: &dyn Fn(Option<&Path>) -> crate::Result<Vec<Gpu>>,
+    ) -> crate::Result<Machine> {
+        let (topology, mut warnings) = Topology::load_with_warnings(fs, &allowed)?;
+        let gpus = match req.source {
+            Source::Sysfs => crate::gpu::discover_sysfs(fs)?,
+            Source::Nvml => nvml(req.nvml_lib.as_deref())?,
+            Source::Auto => {
+                let sysfs = crate::gpu::discover_sysfs(fs)?;
+                if needs_nvml(&sysfs, req.cuda_visible_devices.as_deref()) {
+                    match nvml(req.nvml_lib.as_deref()) {
+                        Ok(nv) if sysfs.is_empty() => nv,
+                        Ok(nv) => {
+                            let (merged, w) = crate::nvml::reconcile(&sysfs, &nv);
+                            warnings.extend(w);
+                            merged
+                        }
+                        Err(e) => {
+                            warnings.push(format!(
+                                "CUDA_VISIBLE_DEVICES names GPUs by UUID, which sysfs cannot \
+                                 resolve, and NVML is unavailable ({e}); using sysfs only"
+                            ));
+                            sysfs
+                        }
+                    }
+                } else {
+                    sysfs
+                }
+            }
+        };
+        Ok(Machine {
+            topology,
+            gpus,
+            warnings,
+            files_read: fs.files_read(),
+        })
+    }
+}
+
+/// True when a `CUDA_VISIBLE_DEVICES` entry is a UUID or MIG UUID that `gpus` cannot resolve.
+pub fn needs_nvml(gpus: &[Gpu], cuda_visible_devices: Option<&str>) -> bool {
+    let Some(cvd) = cuda_visible_devices else {
+        return false;
+    };
+    cvd.split(',').map(str::trim).any(|e| {
+        if !crate::gpu::entry_is_uuid(e) {
+            false
+        } else if e.starts_with("MIG-") {
+            !gpus
+                .iter()
+                .any(|g| g.migs.iter().any(|m| m.eq_ignore_ascii_case(e)))
+        } else {
+            gpus.iter().any(|g| g.uuid.is_none())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysfs::TestFs;
+    use std::cell::Cell;
+
+    fn tree(name: &str) -> TestFs {
+        let t = TestFs::new(name);
+        t.file("sys/devices/system/cpu/online", "0-3\n")
+            .file("sys/devices/system/node/node0/cpulist", "0-3\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/vendor", "0x10de\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/class", "0x030200\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/local_cpulist", "0-3\n");
+        t
+    }
+
+    fn nvml_gpu() -> Gpu {
+        Gpu {
+            pci_bus_id: "0000:07:00.0".into(),
+            uuid: Some("GPU-1234".into()),
+            ..Gpu::default()
+        }
+    }
+
+    #[test]
+    fn auto_stays_off_nvml_unless_a_uuid_needs_it() {
+        let t = tree("auto");
+        let calls = Cell::new(0);
+        let nvml = |_: Option<&Path>| {
+            calls.set(calls.get() + 1);
+            Err(crate::Error::nvml("libnvidia-ml.so.1 not found"))
+        };
+        let mut req = Request {
+            fsroot: t.root.clone(),
+            cuda_visible_devices: Some("0".into()),
+            ..Request::default()
+        };
+        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        assert_eq!(calls.get(), 0);
+        assert_eq!(m.gpus.len(), 1);
+        assert!(m.warnings.is_empty());
+        assert!(m.files_read > 0);
+
+        // A UUID that sysfs cannot resolve (no procfs identity): NVML is asked; it fails: warn.
+        req.cuda_visible_devices = Some("GPU-1234".into());
+        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        assert_eq!(calls.get(), 1);
+        assert_eq!(m.gpus.len(), 1);
+        assert!(
+            m.warnings.iter().any(|w| w.contains("NVML")),
+            "{:?}",
+            m.warnings
+        );
+
+        // No GPU in sysfs is not a reason to load NVML.
+        let bare = TestFs::new("nogpu");
+        bare.file("sys/devices/system/cpu/online", "0-3\n");
+        let m = Machine::load_fs(&bare.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        assert_eq!(calls.get(), 1);
+        assert!(m.gpus.is_empty());
+    }
+
+    #[test]
+    fn sources_sysfs_and_nvml() {
+        let t = tree("sources");
+        let nvml = |_: Option<&Path>| Ok(vec![nvml_gpu()]);
+        let mut req = Request {
+            fsroot: t.root.clone(),
+            source: Source::Nvml,
+            cuda_visible_devices: Some("GPU-1234".into()),
+            ..Request::default()
+        };
+        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        assert_eq!(m.gpus[0].uuid.as_deref(), Some("GPU-1234"));
+        req.source = Source::Sysfs;
+        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        assert_eq!(m.gpus[0].uuid, None);
+        let failing = |_: Option<&Path>| Err(crate::Error::nvml("no driver"));
+        req.source = Source::Nvml;
+        let e = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &failing).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Nvml);
+    }
+
+    #[test]
+    fn needs_nvml_cases() {
+        let mut g = nvml_gpu();
+        assert!(!needs_nvml(&[g.clone()], None));
+        assert!(!needs_nvml(&[g.clone()], Some("0,1")));
+        assert!(!needs_nvml(&[g.clone()], Some("GPU-12")));
+        assert!(needs_nvml(&[g.clone()], Some("MIG-1")));
+        g.migs.push("MIG-1".into());
+        assert!(!needs_nvml(&[g.clone()], Some("MIG-1")));
+        g.uuid = None;
+        assert!(needs_nvml(&[g], Some("GPU-12")));
+        assert!(!needs_nvml(&[], Some("GPU-12")));
+    }
+
+    #[test]
+    fn load_reads_the_fsroot() {
+        let t = tree("load");
+        let req = Request {
+            fsroot: t.root.clone(),
+            source: Source::Sysfs,
+            ..Request::default()
+        };
+        let m = Machine::load(&req, AllowedFrom::Explicit(CpuSet::range(1, 2))).unwrap();
+        assert_eq!(m.topology.allowed, CpuSet::range(1, 2));
+        assert_eq!(m.gpus[0].local_cpus, CpuSet::range(0, 3));
     }
 }

@@ -37,12 +37,263 @@ impl Fs {
     }
     /// Whole file as text (lossy UTF-8), or None when it does not exist. Other I/O errors name the file.
     pub fn read_opt(&self, rel: &str) -> Result<Option<String>> {
-        let _ = rel;
-        unimplemented!("sysfs::Fs::read_opt")
+        let path = self.path(rel);
+        self.files_read.set(self.files_read.get() + 1);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(Error::file(&path, format!("cannot read: {e}"))
+                .with_errno(e.raw_os_error().unwrap_or(libc::EIO))),
+        }
     }
+
+    /// The file's text without trailing NULs and surrounding whitespace; None when absent.
+    pub fn read_str(&self, rel: &str) -> Result<Option<String>> {
+        Ok(self.read_opt(rel)?.map(|s| clean(&s).to_string()))
+    }
+
+    /// A decimal integer file (`physical_package_id`, `numa_node`, `level`); None when absent.
+    /// An empty file counts as absent: snapshots hold empty placeholders.
+    pub fn read_i64(&self, rel: &str) -> Result<Option<i64>> {
+        match self.read_str(rel)? {
+            None => Ok(None),
+            Some(s) if s.is_empty() => Ok(None),
+            Some(s) => s
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| Error::file(&self.path(rel), format!("{s:?} is not an integer"))),
+        }
+    }
+
+    /// A cpulist file (`0-3,8`); None when absent.
+    pub fn read_list(&self, rel: &str) -> Result<Option<CpuSet>> {
+        match self.read_opt(rel)? {
+            None => Ok(None),
+            Some(s) => CpuSet::parse_list(&s)
+                .map(Some)
+                .map_err(|e| Error::file(&self.path(rel), e)),
+        }
+    }
+
+    /// A hexadecimal mask file (`ff,00000000`); None when absent or empty.
+    pub fn read_mask(&self, rel: &str) -> Result<Option<CpuSet>> {
+        match self.read_opt(rel)? {
+            None => Ok(None),
+            Some(s) if clean(&s).is_empty() => Ok(None),
+            Some(s) => CpuSet::parse_mask(&s)
+                .map(Some)
+                .map_err(|e| Error::file(&self.path(rel), e)),
+        }
+    }
+
+    /// A set given as `<list_rel>` or else `<mask_rel>` (the `*_list` form is preferred: it is
+    /// unambiguous). None when neither exists.
+    pub fn read_cpuset(&self, list_rel: &str, mask_rel: &str) -> Result<Option<CpuSet>> {
+        match self.read_list(list_rel)? {
+            Some(s) => Ok(Some(s)),
+            None => self.read_mask(mask_rel),
+        }
+    }
+
+    /// Entry names of a directory (links or plain dirs alike), sorted; empty when it does not exist.
+    pub fn list_dir(&self, rel: &str) -> Result<Vec<String>> {
+        let path = self.path(rel);
+        let rd = match std::fs::read_dir(&path) {
+            Ok(rd) => rd,
+            Err(e) if is_absent(&e) => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::file(&path, format!("cannot list directory: {e}"))
+                    .with_errno(e.raw_os_error().unwrap_or(libc::EIO)))
+            }
+        };
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry =
+                entry.map_err(|e| Error::file(&path, format!("cannot list directory: {e}")))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// True when `rel` exists (following links) as anything.
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path(rel).exists()
+    }
+
+    /// True when `rel` is a directory, or a link to one.
+    pub fn is_dir(&self, rel: &str) -> bool {
+        self.path(rel).is_dir()
+    }
+}
+
+fn is_absent(e: &std::io::Error) -> bool {
+    // ENOTDIR: a path component is a file (odd snapshots); ENODEV/ENXIO: sysfs attributes of absent
+    // hardware. All mean "this fact is not known here".
+    matches!(e.kind(), std::io::ErrorKind::NotFound)
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::ENOTDIR) | Some(libc::ENODEV) | Some(libc::ENXIO)
+        )
+}
+
+/// Text without trailing NULs and surrounding whitespace.
+pub fn clean(s: &str) -> &str {
+    s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
 }
 
 /// The calling thread's CPU mask (`sched_getaffinity`), a read-only query.
 pub fn process_mask() -> Result<CpuSet> {
-    unimplemented!("sysfs::process_mask")
+    // Start at 1024 CPUs (glibc's cpu_set_t) and grow on EINVAL: the kernel refuses a buffer
+    // smaller than its nr_cpu_ids.
+    let mut words = 16usize;
+    let max_words = crate::cpuset::MAX_ID / 64 + 1;
+    loop {
+        let mut buf = vec![0u64; words];
+        let bytes = words * std::mem::size_of::<u64>();
+        // SAFETY: buf holds `bytes` writable bytes; pid 0 is the calling thread.
+        let rc = unsafe { libc::sched_getaffinity(0, bytes, buf.as_mut_ptr().cast()) };
+        if rc == 0 {
+            return Ok(CpuSet::from_words(&buf));
+        }
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        if errno == libc::EINVAL && words < max_words {
+            words = (words * 2).min(max_words);
+            continue;
+        }
+        return Err(Error::os(
+            errno,
+            format!(
+                "sched_getaffinity failed: {}",
+                std::io::Error::from_raw_os_error(errno)
+            ),
+        ));
+    }
+}
+
+/// A throwaway directory tree for tests: `TestFs::new("name").file("sys/...", "text")`.
+#[cfg(test)]
+pub(crate) struct TestFs {
+    pub root: PathBuf,
+}
+
+#[cfg(test)]
+impl TestFs {
+    pub fn new(name: &str) -> TestFs {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "gpuaff-test-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        TestFs { root }
+    }
+    pub fn file(&self, rel: &str, text: &str) -> &TestFs {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+    pub fn dir(&self, rel: &str) -> &TestFs {
+        std::fs::create_dir_all(self.root.join(rel)).unwrap();
+        self
+    }
+    pub fn fs(&self) -> Fs {
+        Fs::new(&self.root)
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestFs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_are_none_and_counted() {
+        let t = TestFs::new("missing");
+        let fs = t.fs();
+        assert_eq!(fs.read_opt("sys/nothing").unwrap(), None);
+        assert_eq!(fs.read_list("sys/nothing").unwrap(), None);
+        assert_eq!(fs.read_i64("sys/nothing").unwrap(), None);
+        assert_eq!(fs.files_read(), 3);
+        assert!(fs.list_dir("sys/none").unwrap().is_empty());
+    }
+
+    #[test]
+    fn lists_masks_and_trailing_nuls() {
+        let t = TestFs::new("forms");
+        t.file("a_list", "0-3,8\n\0\0")
+            .file("a_mask", "00000000,00000f00\n")
+            .file("short_mask", "3\0")
+            .file("empty", "")
+            .file("id", " -1\n");
+        let fs = t.fs();
+        assert_eq!(fs.read_list("a_list").unwrap().unwrap().to_list(), "0-3,8");
+        assert_eq!(fs.read_mask("a_mask").unwrap().unwrap().to_list(), "8-11");
+        // "3" as a mask is CPUs 0-1, never CPU 3.
+        assert_eq!(
+            fs.read_mask("short_mask").unwrap().unwrap().to_list(),
+            "0-1"
+        );
+        assert_eq!(fs.read_mask("empty").unwrap(), None);
+        assert_eq!(fs.read_i64("empty").unwrap(), None);
+        assert_eq!(fs.read_i64("id").unwrap(), Some(-1));
+        // The list file wins; the mask is the fallback.
+        assert_eq!(
+            fs.read_cpuset("a_list", "a_mask")
+                .unwrap()
+                .unwrap()
+                .to_list(),
+            "0-3,8"
+        );
+        assert_eq!(
+            fs.read_cpuset("no_list", "a_mask")
+                .unwrap()
+                .unwrap()
+                .to_list(),
+            "8-11"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let t = TestFs::new("errors");
+        t.file("bad_list", "0-x\n").file("bad_int", "zero\n");
+        let fs = t.fs();
+        let e = fs.read_list("bad_list").unwrap_err();
+        assert!(e.message().contains("bad_list"), "{e}");
+        let e = fs.read_i64("bad_int").unwrap_err();
+        assert!(
+            e.message().contains("bad_int") && e.message().contains("integer"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn directories_are_sorted() {
+        let t = TestFs::new("dirs");
+        t.dir("d/node10").dir("d/node2").file("d/online", "0");
+        assert_eq!(
+            t.fs().list_dir("d").unwrap(),
+            vec!["node10", "node2", "online"]
+        );
+    }
+
+    #[test]
+    fn process_mask_holds_this_thread() {
+        let m = process_mask().unwrap();
+        assert!(!m.is_empty());
+        // SAFETY: plain query of the running CPU.
+        let cpu = unsafe { libc::sched_getcpu() };
+        assert!(cpu < 0 || m.contains(cpu as usize));
+    }
 }
