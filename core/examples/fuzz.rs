@@ -2,7 +2,9 @@
 //! toolchain; this one runs on stable, in CI too).
 //!
 //! Targets: `CpuSet::parse_list`, `parse_mask`, `parse_any`, a generated round trip of random sets,
-//! and `Request::from_env` with random environments. Inputs are mutations (bit flips, inserted
+//! `Request::from_env` with random environments, `gpu::resolve_visible` with random
+//! CUDA_VISIBLE_DEVICES, and `Machine::load` on the "example1" fixture tree with one file's
+//! contents mutated per execution (`sysfs`; with every target it gets 1/1000 of the share). Inputs are mutations (bit flips, inserted
 //! separators, digits, huge numbers, NULs, unicode, truncations, splices) of a corpus of valid
 //! inputs, driven by a seeded xorshift, so a run is reproducible from its seed. Inputs that parse
 //! join the corpus.
@@ -354,7 +356,207 @@ pub const TARGETS: &[&str] = &[
     "parse_any",
     "roundtrip",
     "from_env",
+    "visible",
+    "sysfs",
 ];
+
+const VISIBLE_SEEDS: &[&str] = &[
+    "0",
+    "1,0",
+    "3,2,1,0",
+    "",
+    "GPU-1111aaaa",
+    "GPU-2222bbbb-0000-0000-0000-000000000002,0",
+    "2222",
+    "MIG-aaaa0000-0000-0000-0000-000000000000",
+    "MIG-GPU-1111aaaa-0000-0000-0000-000000000001/1/0",
+    "0,0",
+    "-1",
+    "1,5,2",
+];
+
+/// Four GPUs with UUIDs (two sharing a prefix) and MIG instances, for `resolve_visible`.
+fn visible_gpus() -> Vec<gpuaff_core::Gpu> {
+    let uuids = [
+        "GPU-1111aaaa-0000-0000-0000-000000000001",
+        "GPU-2222bbbb-0000-0000-0000-000000000002",
+        "GPU-2222cccc-0000-0000-0000-000000000003",
+        "GPU-4444dddd-0000-0000-0000-000000000004",
+    ];
+    uuids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| gpuaff_core::Gpu {
+            index: i,
+            pci_bus_id: format!("0000:{:02x}:00.0", 7 + i),
+            uuid: Some(u.to_string()),
+            model: Some(if i == 3 { "NVIDIA A10" } else { "NVIDIA A100" }.into()),
+            migs: if i == 0 {
+                vec!["MIG-aaaa0000-0000-0000-0000-000000000000".into()]
+            } else {
+                vec![]
+            },
+            ..gpuaff_core::Gpu::default()
+        })
+        .collect()
+}
+
+/// `resolve_visible` on a mutated CUDA_VISIBLE_DEVICES and order: indices in range, no duplicate,
+/// errors on one line naming the variable.
+fn visible_invariants(
+    gpus: &[gpuaff_core::Gpu],
+    cvd: &str,
+    order: &str,
+) -> Result<Option<String>, ()> {
+    let order = match gpuaff_core::DeviceOrder::parse(Some(order)) {
+        Ok(o) => o,
+        Err(e) if e.message().contains("CUDA_DEVICE_ORDER") && !e.message().contains('\n') => {
+            return Err(())
+        }
+        Err(e) => {
+            return Ok(Some(format!(
+                "bad CUDA_DEVICE_ORDER error: {}",
+                e.message()
+            )))
+        }
+    };
+    match gpuaff_core::gpu::resolve_visible(gpus, Some(cvd), order) {
+        Ok(v) => {
+            if v.gpus.iter().any(|&g| g >= gpus.len()) {
+                return Ok(Some(format!("visible index out of range: {:?}", v.gpus)));
+            }
+            let mut d = v.gpus.clone();
+            d.sort_unstable();
+            d.dedup();
+            if d.len() != v.gpus.len() {
+                return Ok(Some(format!("a GPU listed twice: {:?}", v.gpus)));
+            }
+            if v.warnings.iter().any(|w| w.contains('\n')) {
+                return Ok(Some("a warning spans lines".into()));
+            }
+            Ok(None)
+        }
+        Err(e) => {
+            let m = e.message();
+            if m.contains('\n') {
+                Ok(Some(format!("error spans lines: {m:?}")))
+            } else if !m.contains("CUDA_VISIBLE_DEVICES") {
+                Ok(Some(format!("error names no variable: {m}")))
+            } else {
+                Err(())
+            }
+        }
+    }
+}
+
+/// A fixture tree whose files get mutated one at a time (`sysfs` target).
+struct Tree {
+    _tree: gpuaff_fixtures::TempTree,
+    root: std::path::PathBuf,
+    files: Vec<(std::path::PathBuf, Vec<u8>)>,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        let spec = gpuaff_fixtures::by_name("example1").expect("fixture example1");
+        let tree = gpuaff_fixtures::write_temp(&spec).expect("writing the fixture tree");
+        let root = tree.path().to_path_buf();
+        let mut files = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d)
+                .expect("listing the fixture")
+                .flatten()
+            {
+                let p = e.path();
+                let Ok(t) = e.file_type() else { continue };
+                if t.is_dir() {
+                    dirs.push(p);
+                } else if t.is_file() {
+                    let bytes = std::fs::read(&p).unwrap_or_default();
+                    files.push((p, bytes));
+                }
+            }
+        }
+        files.sort();
+        Tree {
+            _tree: tree,
+            root,
+            files,
+        }
+    }
+}
+
+/// Loads the tree with one file mutated, plans every mode on it; the loaded topology must be
+/// consistent (cores and nodes within the online CPUs, cores disjoint).
+fn sysfs_invariants(root: &std::path::Path) -> Result<Option<String>, ()> {
+    use gpuaff_core::{AllowedFrom, Machine, Mode, PlanOptions, Source, Visible};
+    let req = Request {
+        fsroot: root.to_path_buf(),
+        source: Source::Sysfs,
+        ..Request::default()
+    };
+    let m = match Machine::load(&req, AllowedFrom::Snapshot) {
+        Ok(m) => m,
+        Err(e) => {
+            let msg = e.message();
+            if msg.contains('\n') {
+                return Ok(Some(format!("error spans lines: {msg:?}")));
+            }
+            if !msg.contains(root.to_str().unwrap_or("")) {
+                return Ok(Some(format!("error names no file of the tree: {msg}")));
+            }
+            return Err(());
+        }
+    };
+    let t = &m.topology;
+    let mut seen = CpuSet::new();
+    for c in &t.cores {
+        if !c.cpus.is_subset(&t.online) {
+            return Ok(Some(format!(
+                "core {} not within online {}",
+                c.cpus, t.online
+            )));
+        }
+        if c.cpus.intersects(&seen) {
+            return Ok(Some(format!("core {} overlaps another core", c.cpus)));
+        }
+        seen = seen.union(&c.cpus);
+    }
+    if let Some(n) = t.nodes.iter().find(|n| !n.cpus.is_subset(&t.online)) {
+        return Ok(Some(format!(
+            "node {} CPUs {} not within online",
+            n.id, n.cpus
+        )));
+    }
+    if !t.allowed.is_subset(&t.online) {
+        return Ok(Some(format!(
+            "allowed {} not within online {}",
+            t.allowed, t.online
+        )));
+    }
+    let visible = Visible {
+        gpus: (0..m.gpus.len()).collect(),
+        warnings: vec![],
+    };
+    for mode in Mode::ALL.iter().copied().filter(|&m| m != Mode::Map) {
+        let o = PlanOptions {
+            mode,
+            ..PlanOptions::default()
+        };
+        let plan = gpuaff_core::plan::plan_all(t, &m.gpus, &visible, &o);
+        for r in plan.ranks.iter().flatten() {
+            if mode != Mode::None && !r.cpus.is_subset(&t.allowed) {
+                return Ok(Some(format!(
+                    "{}: rank {} outside allowed",
+                    mode.name(),
+                    r.rank
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
 
 /// Runs `execs` executions of one target from `seed`.
 pub fn run(target: &str, execs: u64, seed: u64) -> Stats {
@@ -362,11 +564,12 @@ pub fn run(target: &str, execs: u64, seed: u64) -> Stats {
     let seeds: Vec<&str> = match target {
         "parse_mask" => MASK_SEEDS.to_vec(),
         "from_env" => ENV_SEEDS.to_vec(),
+        "visible" => VISIBLE_SEEDS.to_vec(),
         "parse_any" => [LIST_SEEDS, MASK_SEEDS].concat(),
         _ => LIST_SEEDS.to_vec(),
     };
     let mut seeds: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
-    if target != "from_env" {
+    if !matches!(target, "from_env" | "visible" | "sysfs") {
         // The widest masks the bound allows: the top word holds MAX_ID.
         let words = MAX_ID / 32;
         seeds.push(format!(
@@ -378,6 +581,16 @@ pub fn run(target: &str, execs: u64, seed: u64) -> Stats {
     }
     let mut corpus = seeds.clone();
     let mut st = Stats::default();
+    let gpus = visible_gpus();
+    let tree = (target == "sysfs").then(Tree::new);
+    if let Some(t) = &tree {
+        // Mutations splice in other files' contents.
+        corpus = t
+            .files
+            .iter()
+            .map(|f| String::from_utf8_lossy(&f.1).into_owned())
+            .collect();
+    }
     for _ in 0..execs {
         let t0 = Instant::now();
         let input;
@@ -408,6 +621,60 @@ pub fn run(target: &str, execs: u64, seed: u64) -> Stats {
                         Ok(None)
                     }
                     Ok(Ok(Some(bad))) => Ok(Some(bad)),
+                    Ok(Err(())) => {
+                        st.err += 1;
+                        Ok(None)
+                    }
+                    Err(p) => Err(panic_text(p)),
+                }
+            }
+            "visible" => {
+                let base = rng.pick(&corpus).clone();
+                let cvd = mutate(&mut rng, &base, &corpus);
+                let order = *rng.pick(&[
+                    "",
+                    "PCI_BUS_ID",
+                    "FASTEST_FIRST",
+                    "pci_bus_id",
+                    " PCI_BUS_ID\n",
+                ]);
+                input = format!("CUDA_VISIBLE_DEVICES={cvd:?} CUDA_DEVICE_ORDER={order:?}");
+                match panic::catch_unwind(AssertUnwindSafe(|| {
+                    visible_invariants(&gpus, &cvd, order)
+                })) {
+                    Ok(Ok(v)) => {
+                        st.ok += 1;
+                        if v.is_none() && corpus.len() < 4096 && cvd.len() < 256 && rng.chance(10) {
+                            corpus.push(cvd);
+                        }
+                        Ok(v)
+                    }
+                    Ok(Err(())) => {
+                        st.err += 1;
+                        Ok(None)
+                    }
+                    Err(p) => Err(panic_text(p)),
+                }
+            }
+            "sysfs" => {
+                let t = tree.as_ref().expect("tree");
+                let (path, original) = rng.pick(&t.files).clone();
+                let text = String::from_utf8_lossy(&original).into_owned();
+                let mutated = mutate(&mut rng, &text, &corpus);
+                let rel = path
+                    .strip_prefix(&t.root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                input = format!("{rel} = {mutated:?}");
+                let _ = std::fs::write(&path, mutated.as_bytes());
+                let r = panic::catch_unwind(AssertUnwindSafe(|| sysfs_invariants(&t.root)));
+                let _ = std::fs::write(&path, &original);
+                match r {
+                    Ok(Ok(v)) => {
+                        st.ok += 1;
+                        Ok(v)
+                    }
                     Ok(Err(())) => {
                         st.err += 1;
                         Ok(None)
@@ -625,7 +892,14 @@ fn main() {
     let t0 = Instant::now();
     for t in &targets {
         let start = Instant::now();
-        let st = run(t, per, seed);
+        // A sysfs execution writes a file and loads a whole machine: ~1000x a parse. Run alone
+        // (--target sysfs), it gets the full count.
+        let n = if *t == "sysfs" && targets.len() > 1 {
+            (per / 1000).max(1)
+        } else {
+            per
+        };
+        let st = run(t, n, seed);
         total += st.execs;
         findings += report(t, &st, start.elapsed());
     }
