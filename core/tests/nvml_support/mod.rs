@@ -74,8 +74,9 @@ pub fn fake_lib(variant: Variant) -> &'static Path {
 /// A fresh, empty directory for one test.
 pub fn test_dir(name: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("nvml-tests")
+    // tmpfs where there is one: fixture trees are thousands of small files.
+    let dir = gpuaff_fixtures::scratch_root()
+        .join("gpuaff-nvml-tests")
         .join(format!(
             "{name}-{}-{}",
             std::process::id(),
