@@ -350,7 +350,7 @@ impl<'a> FromIterator<&'a CpuSet> for CpuSet {
 
 impl fmt::Display for CpuSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_list())
+        f.pad(&self.to_list())
     }
 }
 

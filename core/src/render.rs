@@ -299,7 +299,7 @@ pub fn plan_text(m: &Machine, plan: &Plan) -> String {
                     r.gpu,
                     r.pci_bus_id,
                     node_label(r.numa_node),
-                    r.cpus,
+                    r.cpus.to_list(),
                     r.cpus.len(),
                     r.mems
                 );

@@ -9,6 +9,12 @@ use gpuaff_core::{AllowedFrom, CpuSet, Fs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+// 64amd64-* (AMD Opteron 6276, Bulldozer) list `thread_siblings_list` 0-1 for CPUs 0 and 1, but
+// their `core_id`s differ (0 and 1): the kernel reports the two integer cores of a compute unit
+// as thread siblings. hwloc's console shows 64 cores of one PU each (topology-linux.c splits
+// siblings whose core_id differs), and so does gpuaff: they are real cores with their own
+// integer units, so `single_logical` must not halve them. These snapshots agree below.
+
 /// Disagreements with hwloc that are deliberate: (snapshot, field, reason).
 const KNOWN: &[(&str, &str, &str)] = &[
     // hwloc shows one NUMANode for a machine without sys/devices/system/node; gpuaff's
@@ -160,8 +166,9 @@ fn our_counts(t: &Topology) -> Counts {
 
 /// Extracts `tarball` into a fresh directory and returns the fsroot (the directory holding `sys/`).
 fn extract(tarball: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("conformance-{}-{name}", std::process::id()));
+    // tmpfs when there is one: the snapshots are thousands of small files, slow on a loaded disk.
+    let dir = gpuaff_fixtures::scratch_root()
+        .join(format!("gpuaff-conformance-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let st = Command::new("tar")
