@@ -55,6 +55,10 @@ static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
 /// Our copy of std's panic hook prints one `gpuaff:` line instead of std's multi-line report (the host
 /// program, even a Rust one, has its own std and its own hook).
 pub fn quiet_panics() {
+    // Unit tests keep the test harness's hook.
+    if cfg!(test) {
+        return;
+    }
     PANIC_HOOK.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
             msg::line(&format!(

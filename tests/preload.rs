@@ -280,3 +280,23 @@ fn a_refused_memory_policy_degrades_with_one_warning_per_step() {
     assert_eq!(strict.code(), Some(66), "{}", strict.describe());
     assert_eq!(strict.stderr_lines().len(), 1, "{}", strict.describe());
 }
+
+#[test]
+fn threads_from_an_earlier_constructor_are_bound() {
+    // early.so is preloaded after libgpuaff.so, so its constructor runs first and creates a thread
+    // (through the hook, before gpuaff's constructor ran): the binding scan must catch it.
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    let preload = format!("{} {}", so_path().display(), c_library("early").display());
+    let run = Proc::new(c_program("threads", false))
+        .arg("2")
+        .arg("0")
+        .env("LD_PRELOAD", &preload)
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", "1")
+        .run();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    // main, the early thread, 2 threads and "sub"
+    assert_eq!(run.tasks().len(), 5, "{}", run.describe());
+    assert_all_tasks(&run, "1", &[attr_tid(&run)]);
+}

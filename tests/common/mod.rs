@@ -79,7 +79,20 @@ static COMPILED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
 /// Compiles tests/c/NAME.c (linked with -lgpuaff when `link`) into CARGO_TARGET_TMPDIR, once per test
 /// process; a temporary name then a rename keeps parallel test processes from seeing half a binary.
 pub fn c_program(name: &str, link: bool) -> PathBuf {
-    let key = format!("{name}-{link}");
+    build_c(name, link, false)
+}
+
+/// Compiles tests/c/NAME.c as a shared library (lib NAME .so), as `c_program` does programs.
+pub fn c_library(name: &str) -> PathBuf {
+    build_c(name, false, true)
+}
+
+fn build_c(name: &str, link: bool, shared: bool) -> PathBuf {
+    let key = if shared {
+        format!("lib{name}.so")
+    } else {
+        format!("{name}-{link}")
+    };
     let mut cache = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(p) = cache.get_or_insert_with(HashMap::new).get(&key) {
         return p.clone();
@@ -89,6 +102,9 @@ pub fn c_program(name: &str, link: bool) -> PathBuf {
     let tmp = out_dir.join(format!("{key}.{}.tmp", std::process::id()));
     let src = root().join("tests/c").join(format!("{name}.c"));
     let mut cmd = Command::new("cc");
+    if shared {
+        cmd.args(["-shared", "-fPIC"]);
+    }
     cmd.args(["-std=c99", "-Wall", "-O1", "-pthread", "-I"])
         .arg(root().join("c-header"))
         .arg(&src)
