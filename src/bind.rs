@@ -157,13 +157,24 @@ pub struct Outcome {
     pub original: CpuSet,
 }
 
+/// Where the allowed set starts (DESIGN.md): on this machine, the process's original mask; under a
+/// foreign fsroot (a snapshot, a fixture), the snapshot's cgroup cpuset or its online CPUs — the plan
+/// is the snapshot's, and CPUs this machine lacks then fail at apply time with a clear message.
+fn allowed_from(req: &Request, original: &CpuSet) -> AllowedFrom {
+    if req.fsroot == std::path::Path::new("/") {
+        AllowedFrom::Process(original.clone())
+    } else {
+        AllowedFrom::Snapshot
+    }
+}
+
 /// Plans `req` and, for `Effect::Apply` without dry run, binds every thread of the process and sets the
 /// memory policy. On error nothing was changed (except, in strict mode, a refused memory policy, where
 /// the calling thread's CPU mask is restored before returning).
 pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
     let mut warnings = Warnings::default();
     let (original, ours) = starting_masks()?;
-    let machine = Machine::load(req, AllowedFrom::Process(original.clone()))?;
+    let machine = Machine::load(req, allowed_from(req, &original))?;
     warnings.extend(machine.warnings.iter().cloned());
     let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
     let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
