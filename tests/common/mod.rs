@@ -138,23 +138,13 @@ pub fn fixture_spec(spec: &gpuaff_fixtures::Spec) -> TempTree {
     gpuaff_fixtures::write_temp(spec).expect("write fixture")
 }
 
-/// Variables that would change what gpuaff does, removed from every test process's environment.
-const LAUNCHER_VARS: [&str; 14] = [
-    "LOCAL_RANK",
-    "SLURM_LOCALID",
-    "OMPI_COMM_WORLD_LOCAL_RANK",
-    "MPI_LOCALRANKID",
-    "MV2_COMM_WORLD_LOCAL_RANK",
-    "PALS_LOCAL_RANKID",
-    "FLUX_TASK_LOCAL_ID",
-    "LOCAL_WORLD_SIZE",
-    "OMPI_COMM_WORLD_LOCAL_SIZE",
-    "MPI_LOCALNRANKS",
-    "SLURM_NTASKS_PER_NODE",
-    "CUDA_VISIBLE_DEVICES",
-    "CUDA_DEVICE_ORDER",
-    "LD_PRELOAD",
-];
+/// Variables that would change what gpuaff does (besides GPU_AFFINITY_*), removed from every test
+/// process's environment: the core's own lists, so a launcher variable added there is cleared here too.
+fn launcher_vars() -> impl Iterator<Item = &'static str> {
+    use gpuaff_core::config::{LOCAL_RANK_VARS, LOCAL_SIZE_VARS};
+    let cuda = ["CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "LD_PRELOAD"];
+    LOCAL_RANK_VARS.into_iter().chain(LOCAL_SIZE_VARS).chain(cuda)
+}
 
 /// What a finished process left.
 #[derive(Debug)]
@@ -203,7 +193,7 @@ pub struct Proc {
 impl Proc {
     pub fn new(program: impl AsRef<std::ffi::OsStr>) -> Proc {
         let mut cmd = Command::new(program);
-        for v in LAUNCHER_VARS {
+        for v in launcher_vars() {
             cmd.env_remove(v);
         }
         for (k, _) in std::env::vars_os() {
