@@ -143,7 +143,10 @@ pub fn fixture_spec(spec: &gpuaff_fixtures::Spec) -> TempTree {
 fn launcher_vars() -> impl Iterator<Item = &'static str> {
     use gpuaff_core::config::{LOCAL_RANK_VARS, LOCAL_SIZE_VARS};
     let cuda = ["CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "LD_PRELOAD"];
-    LOCAL_RANK_VARS.into_iter().chain(LOCAL_SIZE_VARS).chain(cuda)
+    LOCAL_RANK_VARS
+        .into_iter()
+        .chain(LOCAL_SIZE_VARS)
+        .chain(cuda)
 }
 
 /// What a finished process left.
@@ -205,6 +208,10 @@ impl Proc {
     }
     pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
         self.cmd.arg(a);
+        self
+    }
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, a: impl IntoIterator<Item = S>) -> Self {
+        self.cmd.args(a);
         self
     }
     pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
