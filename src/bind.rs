@@ -176,8 +176,19 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
     let (original, ours) = starting_masks()?;
     let machine = Machine::load(req, allowed_from(req, &original))?;
     warnings.extend(machine.warnings.iter().cloned());
+    if machine.gpus.is_empty() {
+        return Err(Error::no_gpu(format!(
+            "no NVIDIA GPU found under {} (no driver, or a CPU-only machine)",
+            req.fsroot.join("sys/bus/pci/devices").display()
+        )));
+    }
     let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
     let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
+    if visible.gpus.is_empty() && req.cuda_visible_devices.as_deref().map(str::trim) == Some("") {
+        return Err(Error::no_gpu(
+            "CUDA_VISIBLE_DEVICES is empty: this process uses no GPU",
+        ));
+    }
     warnings.extend(visible.warnings.iter().cloned());
     let plan = plan::plan_request(req, &machine, &visible)?;
     if req.strict && plan.fallback {

@@ -5,7 +5,7 @@
 
 use crate::bind::{self, Effect, INHERITED_VAR};
 use crate::msg;
-use gpuaff_core::{config, Request, Threads};
+use gpuaff_core::{config, ErrorKind, Request, Threads};
 use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
@@ -109,6 +109,12 @@ pub fn on_load() {
                     req.plan.mode,
                     std::process::id(),
                 ));
+            }
+        }
+        // A CPU-only machine or process is not a problem to report: stay quiet unless asked.
+        Err(e) if e.kind() == ErrorKind::NoGpu && !req.strict => {
+            if req.verbose {
+                msg::line(&format!("{e}; nothing to bind"));
             }
         }
         Err(e) => fail(&e, req.strict),
