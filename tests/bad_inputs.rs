@@ -224,16 +224,16 @@ fn bad_inputs_in_strict_mode_exit_66() {
 fn no_gpu_is_silent_unless_verbose() {
     require_cpus_0_and_1();
     let own = own_cpus();
-    let cases: [(&str, Root, &[(&str, &str)]); 2] = [
-        ("machine without GPU", NoGpu, &[("LOCAL_RANK", "0")]),
-        (
+    let cases = [
+        case("machine without GPU", NoGpu, &[("LOCAL_RANK", "0")]),
+        case(
             "CUDA_VISIBLE_DEVICES empty",
             LOCAL,
             &[("LOCAL_RANK", "0"), ("CUDA_VISIBLE_DEVICES", "")],
         ),
     ];
-    for (name, root, env) in cases {
-        let c = Case { name, root, env };
+    for c in cases {
+        let Case { name, root, env } = c;
         let quiet = run_case(&c, false);
         assert_eq!(quiet.code(), Some(0), "{name}\n{}", quiet.describe());
         assert!(
