@@ -408,6 +408,95 @@ mod tests {
     }
 
     #[test]
+    fn needs_follow_the_mode_and_options() {
+        let opts = |mode, cores| PlanOptions {
+            mode,
+            cores,
+            ..PlanOptions::default()
+        };
+        assert_eq!(
+            need_for(&opts(Mode::None, Cores::SingleLogical)),
+            Need::nothing()
+        );
+        assert_eq!(
+            need_for(&opts(Mode::Map, Cores::AllLogical)),
+            Need::nothing()
+        );
+        let n = need_for(&opts(Mode::Socket, Cores::AllLogical));
+        assert_eq!((n.scope, n.cores), (NeedScope::Nothing, false));
+        let n = need_for(&opts(Mode::Socket, Cores::SingleLogical));
+        assert_eq!((n.scope, n.cores), (NeedScope::GpuNodes, true));
+        let n = need_for(&opts(Mode::SocketUniqueContiguous, Cores::AllLogical));
+        assert_eq!(
+            (n.scope, n.cores, n.packages),
+            (NeedScope::GpuNodes, true, false)
+        );
+        let n = need_for(&opts(Mode::CoreComplex, Cores::AllLogical));
+        assert!(n.cores && n.complexes && n.packages);
+        let n = need_for(&opts(Mode::Package, Cores::AllLogical));
+        assert_eq!(
+            (n.scope, n.cores, n.packages),
+            (NeedScope::Nothing, false, true)
+        );
+        assert!(Mode::ALL.iter().all(|m| !need(*m).distances));
+    }
+
+    #[test]
+    fn load_for_reads_the_gpu_nodes_only() {
+        // Two nodes of two SMT2 cores; the GPU sits on node 1 (CPUs 2-3, 6-7).
+        let t = TestFs::new("loadfor");
+        t.file("sys/devices/system/cpu/online", "0-7\n")
+            .file("sys/devices/system/node/node0/cpulist", "0-1,4-5\n")
+            .file("sys/devices/system/node/node1/cpulist", "2-3,6-7\n")
+            .file("sys/devices/system/node/node1/distance", "20 10\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/vendor", "0x10de\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/class", "0x030200\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/numa_node", "1\n")
+            .file(
+                "sys/bus/pci/devices/0000:07:00.0/local_cpulist",
+                "2-3,6-7\n",
+            );
+        for c in 0..8 {
+            let d = format!("sys/devices/system/cpu/cpu{c}/topology");
+            let core = c % 4;
+            t.file(
+                &format!("{d}/thread_siblings_list"),
+                &format!("{core},{}\n", core + 4),
+            )
+            .file(&format!("{d}/core_id"), &format!("{core}\n"));
+        }
+        let req = Request {
+            fsroot: t.root.clone(),
+            source: Source::Sysfs,
+            ..Request::default()
+        };
+        let need = need(Mode::SocketUniqueContiguous);
+        let fs = t.fs();
+        let m = Machine::load_for_fs(&fs, &req, AllowedFrom::Snapshot, &need, &|_| {
+            Err(crate::Error::nvml("unused"))
+        })
+        .unwrap();
+        let topo = &m.topology;
+        assert_eq!(topo.scope, Some(CpuSet::parse_list("2-3,6-7").unwrap()));
+        let cores: Vec<String> = topo.cores.iter().map(|c| c.cpus.to_list()).collect();
+        assert_eq!(cores, ["2,6", "3,7"]);
+        assert!(topo.packages.is_empty() && topo.complexes.is_empty());
+        assert!(topo.nodes.iter().all(|n| n.distances.is_empty()));
+        assert_eq!(topo.node_cpus(0), CpuSet::parse_list("0-1,4-5").unwrap());
+        // Two sibling files and two core_ids for the cores, not one per CPU of the machine.
+        let sibling_reads = 2;
+        let full = Machine::load(&req, AllowedFrom::Snapshot).unwrap();
+        assert!(full.topology.scope.is_none());
+        assert_eq!(full.topology.cores.len(), 4);
+        assert!(
+            m.files_read + sibling_reads <= full.files_read,
+            "{} vs {}",
+            m.files_read,
+            full.files_read
+        );
+    }
+
+    #[test]
     fn load_reads_the_fsroot() {
         let t = tree("load");
         let req = Request {
