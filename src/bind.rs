@@ -16,10 +16,7 @@
 
 use crate::apply;
 use crate::msg::Warnings;
-use gpuaff_core::gpu::{resolve_visible, DeviceOrder};
-use gpuaff_core::{
-    plan, AllowedFrom, CpuSet, Error, Machine, MemBind, Mode, RankPlan, Request, Result, Threads,
-};
+use gpuaff_core::{AllowedFrom, CpuSet, Error, MemBind, Mode, RankPlan, Request, Result, Threads};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
@@ -174,23 +171,10 @@ fn allowed_from(req: &Request, original: &CpuSet) -> AllowedFrom {
 pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
     let mut warnings = Warnings::default();
     let (original, ours) = starting_masks()?;
-    let machine = Machine::load(req, allowed_from(req, &original))?;
-    warnings.extend(machine.warnings.iter().cloned());
-    if machine.gpus.is_empty() {
-        return Err(Error::no_gpu(format!(
-            "no NVIDIA GPU found under {} (no driver, or a CPU-only machine)",
-            req.fsroot.join("sys/bus/pci/devices").display()
-        )));
-    }
-    let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
-    let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
-    if visible.gpus.is_empty() && req.cuda_visible_devices.as_deref().map(str::trim) == Some("") {
-        return Err(Error::no_gpu(
-            "CUDA_VISIBLE_DEVICES is empty: this process uses no GPU",
-        ));
-    }
-    warnings.extend(visible.warnings.iter().cloned());
-    let plan = plan::plan_request(req, &machine, &visible)?;
+    // Reads only what this mode needs; re-plans on the whole machine when that cannot vouch.
+    let session = gpuaff_core::session::plan_for_process(req, allowed_from(req, &original))?;
+    warnings.extend(session.warnings.iter().cloned());
+    let plan = session.plan;
     if req.strict && plan.fallback {
         return Err(Error::unplannable(format!(
             "GPU {} ({}) has no allowed CPU of its own: {}",

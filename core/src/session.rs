@@ -3,7 +3,7 @@
 //! machine when the partial one cannot vouch for it (a fallback, or no CPU left).
 
 use crate::config::Request;
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::gpu::{resolve_visible, DeviceOrder, Visible};
 use crate::machine::{need_for, AllowedFrom, Machine, Need};
 use crate::plan::{plan_request, RankPlan};
@@ -84,7 +84,18 @@ fn plan_on(
     } else {
         Machine::load_for_fs(fs, req, allowed, need, nvml)?
     };
+    if machine.gpus.is_empty() {
+        return Err(Error::no_gpu(format!(
+            "no NVIDIA GPU found under {} (no driver, or a CPU-only machine)",
+            fs.path("sys/bus/pci/devices").display()
+        )));
+    }
     let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
+    if visible.gpus.is_empty() && req.cuda_visible_devices.as_deref().map(str::trim) == Some("") {
+        return Err(Error::no_gpu(
+            "CUDA_VISIBLE_DEVICES is empty: this process uses no GPU",
+        ));
+    }
     let plan = plan_request(req, &machine, &visible);
     Ok((machine, visible, plan))
 }
