@@ -184,8 +184,10 @@ unsafe fn attr_has_affinity(attr: *const libc::pthread_attr_t) -> bool {
     rc != 0 || set.iter().any(|&w| w != u64::MAX)
 }
 
-/// True when the calling thread's mask is exactly the binding's CPUs. Allocation-free.
-fn creator_is_bound(b: &bind::Binding) -> bool {
+/// True when the calling thread's mask lies inside the binding: exactly it, or a narrower mask someone
+/// chose inside it (a pinned worker). Its new threads inherit that mask, which is already inside, so
+/// the hook leaves them alone. Allocation-free.
+fn creator_is_inside(b: &bind::Binding) -> bool {
     let mut set = [0u64; 16];
     // SAFETY: the kernel writes at most size_of_val(&set) bytes.
     let n = unsafe {
@@ -199,11 +201,11 @@ fn creator_is_bound(b: &bind::Binding) -> bool {
         return false; // more than 1024 CPUs: take the general path
     }
     let want = b.cpus.words();
-    want.len() <= set.len()
+    set.iter().any(|w| *w != 0)
         && set
             .iter()
             .enumerate()
-            .all(|(i, w)| *w == want.get(i).copied().unwrap_or(0))
+            .all(|(i, w)| w & !want.get(i).copied().unwrap_or(0) == 0)
 }
 
 struct Start {
@@ -254,9 +256,9 @@ unsafe fn route(attr: *const libc::pthread_attr_t) -> Option<Route> {
     if b.threads == Threads::Off {
         return None;
     }
-    // The common case: the creator is inside the binding and the new thread inherits it; one cheap
-    // query instead of a sched_setaffinity on every new thread.
-    let inherits = b.membind == gpuaff_core::MemBind::None && creator_is_bound(b);
+    // The common case: the creator is inside the binding and the new thread inherits its mask; one
+    // cheap query instead of a sched_setaffinity on every new thread.
+    let inherits = b.membind == gpuaff_core::MemBind::None && creator_is_inside(b);
     if inherits && (attr.is_null() || !attr_has_affinity(attr)) {
         return None;
     }
