@@ -4,14 +4,18 @@
 //! Targets: `CpuSet::parse_list`, `parse_mask`, `parse_any`, a generated round trip of random sets,
 //! `Request::from_env` with random environments, `gpu::resolve_visible` with random
 //! CUDA_VISIBLE_DEVICES, and `Machine::load` on the "example1" fixture tree with one file's
-//! contents mutated per execution (`sysfs`; with every target it gets 1/1000 of the share). Inputs are mutations (bit flips, inserted
-//! separators, digits, huge numbers, NULs, unicode, truncations, splices) of a corpus of valid
-//! inputs, driven by a seeded xorshift, so a run is reproducible from its seed. Inputs that parse
-//! join the corpus.
+//! contents mutated per execution (`sysfs`). `--execs N` is split over the five fast targets; the
+//! slow ones run on top: `roundtrip` 1/20 and `sysfs` 1/1000 of a fast target's share (alone,
+//! with --target, each gets N).
+//!
+//! Inputs are mutations (bit flips, inserted separators, digits, huge numbers, NULs, unicode,
+//! truncations, splices) of a corpus of valid inputs, driven by a seeded xorshift, so a run is
+//! reproducible from its seed. Inputs that parse join the corpus.
 //!
 //! Invariants: no panic (caught, reported with the input); every successful parse round-trips
-//! through `to_list` and `to_mask` (and `parse_any`); no id above `cpuset::MAX_ID`; errors from
-//! `from_env` are one line and name a variable that was set.
+//! through `to_list` and `to_mask` (and `parse_any`); no id above `cpuset::MAX_ID`; errors and
+//! warnings are one line and name the variable or a file of the tree; a loaded topology is
+//! consistent (cores disjoint, within the online CPUs) and plans in every mode.
 //!
 //!   cargo run --release -p gpuaff-core --example fuzz -- [--execs N] [--seed S] [--target NAME]
 //!
@@ -887,17 +891,25 @@ fn main() {
         std::process::exit(2);
     }
     quiet_panics();
-    let per = execs / targets.len() as u64;
+    // N executions split over the fast targets; the slow ones run a share on top.
+    let fast = targets
+        .iter()
+        .filter(|t| !matches!(**t, "roundtrip" | "sysfs"))
+        .count()
+        .max(1);
+    let per = execs / fast as u64;
     let (mut total, mut findings) = (0u64, 0usize);
     let t0 = Instant::now();
     for t in &targets {
         let start = Instant::now();
         // A sysfs execution writes a file and loads a whole machine: ~1000x a parse. Run alone
         // (--target sysfs), it gets the full count.
-        let n = if *t == "sysfs" && targets.len() > 1 {
-            (per / 1000).max(1)
-        } else {
-            per
+        // A round trip of a big generated set costs ~20 parses.
+        let n = match *t {
+            _ if targets.len() == 1 => per,
+            "sysfs" => (per / 1000).max(1),
+            "roundtrip" => (per / 20).max(1),
+            _ => per,
         };
         let st = run(t, n, seed);
         total += st.execs;

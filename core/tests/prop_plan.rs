@@ -257,6 +257,7 @@ fn build(sh: &Shape) -> Case {
             nodes,
             complexes,
             allowed,
+            scope: None,
         },
         gpus,
         visible: Visible {
