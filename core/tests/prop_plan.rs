@@ -9,7 +9,7 @@
 //! says they do; balanced unique modes give every GPU the same number of cores; the same inputs give
 //! the same plan (again, on clones, on a different construction order, and in another process).
 //!
-//! `PROPTEST_CASES` sets the number of random machines (default 600).
+//! `PROPTEST_CASES` sets the number of random machines (default 1500).
 
 use gpuaff_core::plan::{plan_all, Family, Plan};
 use gpuaff_core::topology::{Core, Node, Package};
@@ -573,7 +573,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(600)
+        .unwrap_or(1500)
 }
 
 #[test]
