@@ -1,6 +1,6 @@
 //! A corrupted-sysfs matrix: a good fixture tree ("example1", "dgx-a100") with one thing broken per
 //! case: a file truncated, emptied, replaced by garbage, binary junk, huge or negative numbers, NULs,
-//! a megabyte of text, a directory, a FIFO, a symlink to itself, or missing; directories missing
+//! a megabyte of text, a directory, a FIFO, a symlink to `.`, or missing; directories missing
 //! (cpu/, node/, a topology/, PCI devices); huge CPU and node ids; symlink cycles; local CPUs that do
 //! not exist; numa_node "abc".
 //!
@@ -131,11 +131,11 @@ fn cases() -> Vec<Case> {
             for t in texts() {
                 add(tree, &f, Broken::Text(t));
             }
-            // Broken::Fifo hangs the loader (a known finding, see fifo_does_not_hang_the_loader).
             for b in [
                 Broken::Truncated,
                 Broken::Missing,
                 Broken::Dir,
+                Broken::Fifo,
                 Broken::Link("."),
             ] {
                 add(tree, &f, b);
@@ -428,11 +428,9 @@ fn matrix(tree: &'static str) {
         matches!(run_case(&root, ""), Outcome::Ok(_)),
         "{tree}: restore failed"
     );
+    // Messages quote a bounded part of a bad file, whatever its size.
     if longest > 4096 {
-        println!(
-            "  KNOWN FINDING: an error message of {longest} bytes (the parse error quotes a whole file; \
-             see error_messages_stay_short)"
-        );
+        failures.push(format!("an error message of {longest} bytes"));
     }
     println!(
         "corrupt_sysfs {tree}: {n} cases in {:.1?}: {oks} loaded, {errs} refused (longest message {longest} bytes), {} failure(s)",
@@ -452,12 +450,9 @@ fn dgx_a100_survives_every_corruption() {
     matrix("dgx-a100");
 }
 
-/// FINDING: `Fs::read_opt` opens files with a blocking `std::fs::read`; a FIFO anywhere the loader
-/// reads (here `cpu/online`) blocks `Machine::load`, and so the preloaded program, forever. sysfs
-/// never holds FIFOs, but GPU_AFFINITY_FSROOT snapshots and `gpuaff plan --fsroot` read arbitrary
-/// trees. Fix: open with O_NONBLOCK and refuse anything that is not a regular file.
+/// Found here, fixed in sysfs.rs: `Fs::read_opt` opened files with a blocking `std::fs::read`, so a
+/// FIFO anywhere the loader reads blocked `Machine::load` (and the preloaded program) forever.
 #[test]
-#[ignore = "known loader bug (docs/RELIABILITY.md): a FIFO in the tree hangs Machine::load"]
 fn fifo_does_not_hang_the_loader() {
     let t = gpuaff_fixtures::write_temp(&spec("example1")).unwrap();
     let root = t.path().to_path_buf();
@@ -472,10 +467,9 @@ fn fifo_does_not_hang_the_loader() {
     );
 }
 
-/// FINDING: a malformed file's error quotes its whole text, so a 1 MiB garbage `cpu/online` gives a
-/// 1 MiB `gpuaff:` line. The message should quote a bounded prefix.
+/// Found here, fixed in sysfs.rs: a malformed file's error quoted its whole text, so a 1 MiB garbage
+/// `cpu/online` gave a 1 MiB `gpuaff:` line.
 #[test]
-#[ignore = "known loader/cpuset issue (docs/RELIABILITY.md): error messages quote whole files"]
 fn error_messages_stay_short() {
     let t = gpuaff_fixtures::write_temp(&spec("example1")).unwrap();
     let root = t.path().to_path_buf();
