@@ -237,13 +237,15 @@ impl CpuSet {
                 }
                 return Err(bad("bad hex word"));
             }
+            let word = u32::from_str_radix(g, 16).map_err(|_| bad("bad hex word"))?;
+            // The highest id this word sets must not pass MAX_ID (the same bound as cpulists).
+            if word != 0 && i * 32 + (31 - word.leading_zeros() as usize) > MAX_ID {
+                return Err(bad(&format!("id above {MAX_ID}")));
+            }
             if i * 32 > MAX_ID {
-                if u32::from_str_radix(g, 16).unwrap_or(0) != 0 {
-                    return Err(bad(&format!("id above {MAX_ID}")));
-                }
                 continue;
             }
-            bits.push(u32::from_str_radix(g, 16).map_err(|_| bad("bad hex word"))?);
+            bits.push(word);
         }
         let words: Vec<u64> = bits
             .chunks(2)

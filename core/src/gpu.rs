@@ -92,7 +92,7 @@ pub fn resolve_visible(
                     let ignored = if rest.is_empty() {
                         String::new()
                     } else {
-                        format!(" and the entries after it ({})", rest.join(","))
+                        format!(" and the entries after it ({:?})", rest.join(","))
                     };
                     vis.warnings.push(format!(
                         "CUDA_VISIBLE_DEVICES={cvd:?}: entry {entry:?} is invalid ({why}); \

@@ -448,7 +448,16 @@ pub fn read_online(fs: &Fs) -> Result<CpuSet> {
     for file in ["online", "present"] {
         if let Some(set) = fs.read_list(&format!("{CPU_DIR}/{file}"))? {
             if !set.is_empty() {
-                return Ok(set);
+                // The kernel lists only CPUs it made directories for; a claim beyond them (a corrupt
+                // tree) would cost reads for every phantom CPU. One directory listing bounds it.
+                let dirs: CpuSet = fs
+                    .list_dir(CPU_DIR)?
+                    .iter()
+                    .filter_map(|n| numbered(n, "cpu"))
+                    .filter(|&id| id <= crate::cpuset::MAX_ID)
+                    .collect();
+                let real = set.intersection(&dirs);
+                return Ok(if real.is_empty() { set } else { real });
             }
         }
     }

@@ -496,7 +496,6 @@ fn error_messages_stay_short() {
 /// release build for `0-111115`. Not a hang, but a corrupt snapshot stalls the preloaded program.
 /// Bounding the online set by the `cpuN` directories present would fix it.
 #[test]
-#[ignore = "known loader issue (docs/RELIABILITY.md): load time grows with the claimed online CPUs"]
 fn a_huge_online_claim_loads_quickly() {
     let t = gpuaff_fixtures::write_temp(&spec("example1")).unwrap();
     let root = t.path().to_path_buf();

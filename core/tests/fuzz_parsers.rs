@@ -2,8 +2,8 @@
 //! `scripts/fuzz.sh`): 200,000 executions over the parsers by default (plus 400 loads of a mutated
 //! sysfs tree, `GPUAFF_FUZZ_SYSFS_EXECS`), `GPUAFF_FUZZ_EXECS`
 //! to change, `GPUAFF_FUZZ_SEED` for another series. Fails on any panic or broken invariant
-//! except the known findings below, which are listed in docs/RELIABILITY.md and pinned by
-//! `#[ignore]`d tests until the parser is fixed.
+//! except the known findings below (none open), which docs/RELIABILITY.md lists with their
+//! regression tests.
 
 #[path = "../examples/fuzz.rs"]
 #[allow(dead_code)]
@@ -11,14 +11,9 @@ mod fuzz;
 
 use gpuaff_core::cpuset::{CpuSet, MAX_ID};
 
-/// Known findings (target, finding) that are reported but do not fail the run.
-const KNOWN: &[(&str, &str)] = &[
-    // parse_mask accepts ids up to MAX_ID + 31: see mask_ids_above_max_id_are_rejected.
-    ("parse_mask", "invariant: parsed id N above MAX_ID N"),
-    ("parse_any", "invariant: parsed id N above MAX_ID N"),
-    // Entries after an invalid one are quoted raw: see visible_warnings_stay_on_one_line.
-    ("visible", "invariant: a warning spans lines"),
-];
+/// Known findings (target, finding) that are reported but do not fail the run. Empty: the three
+/// found so far (docs/RELIABILITY.md) are fixed, and their regression tests below run normally.
+const KNOWN: &[(&str, &str)] = &[];
 
 /// Executions per target: weights of a total (round trips of big sets are slow in debug builds).
 const SHARE: &[(&str, u64)] = &[
@@ -105,7 +100,6 @@ fn the_round_trip_invariant_catches_out_of_bound_ids() {
 /// Cause: core/src/cpuset.rs `parse_mask` skips a word only when `i * 32 > MAX_ID`, the word's
 /// lowest id, rather than when its highest set bit is above MAX_ID.
 #[test]
-#[ignore = "known parser bug (docs/RELIABILITY.md): parse_mask accepts ids up to MAX_ID + 31"]
 fn mask_ids_above_max_id_are_rejected() {
     // Bit 31 of word 4096: id 131103 (MAX_ID = 131072).
     let mask = format!("80000000{}", ",00000000".repeat(MAX_ID / 32));
@@ -127,7 +121,6 @@ fn mask_ids_above_max_id_are_rejected() {
 /// holding a newline splits the `gpuaff:` line (the variable itself and the entry are quoted with
 /// `{:?}`). Every other message quotes values with `{:?}`.
 #[test]
-#[ignore = "known bug (docs/RELIABILITY.md): resolve_visible warnings can span lines"]
 fn visible_warnings_stay_on_one_line() {
     let gpus: Vec<gpuaff_core::Gpu> = (0..2)
         .map(|i| gpuaff_core::Gpu {
