@@ -347,3 +347,53 @@ fn pinned_workers_keep_their_narrower_mask_for_children() {
         run.describe()
     );
 }
+
+/// Threads on the hook's wrapper path leave through pthread_exit and cancellation (forced unwinds
+/// through the `extern "C-unwind"` wrapper) without aborting, and start inside the binding.
+#[test]
+fn pthread_exit_and_cancellation_pass_through_the_wrapper() {
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    for extra in [&[][..], &[("GPU_AFFINITY_MEMBIND", "preferred")][..]] {
+        // Rank 1 binds CPU 1; the creator pins itself to CPU 0, outside, so the hook wraps.
+        let run = Proc::new(c_program("exits", false))
+            .arg("0")
+            .preload()
+            .env("GPU_AFFINITY_FSROOT", fx.path())
+            .env("LOCAL_RANK", "1")
+            .envs(extra)
+            .run();
+        assert_eq!(run.code(), Some(0), "{extra:?}\n{}", run.describe());
+        assert!(
+            run.stdout.contains("exit value=42 cpus=1\n"),
+            "{extra:?}\n{}",
+            run.describe()
+        );
+        assert!(
+            run.stdout
+                .contains("cancel result=canceled cleanup=1 cpus=1\n"),
+            "{extra:?}\n{}",
+            run.describe()
+        );
+        assert!(run.stdout.ends_with("done\n"), "{}", run.describe());
+    }
+}
+
+/// python3 with daemon threads alive at exit, a thread ended by SystemExit and an executor shut down
+/// without waiting; with a memory policy every thread goes through the wrapper. Status 0, all bound.
+#[test]
+fn python_daemon_threads_at_interpreter_exit() {
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    let run = Proc::new("python3")
+        .arg(root().join("tests/py/daemon_exit.py"))
+        .preload()
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", "1")
+        .env("GPU_AFFINITY_MEMBIND", "preferred")
+        .run();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert!(run.stdout.ends_with("done\n"), "{}", run.describe());
+    assert!(run.tasks().len() >= 5, "{}", run.describe());
+    assert_all_tasks(&run, "1", &[]);
+}
