@@ -1,2 +1,11 @@
 //! libgpuaff.so: the effects around gpuaff's pure core — applying a plan to the process, the preload
 //! constructor and `pthread_create` hook, and the C ABI.
+
+// The constructor and the interposer are left out of unit-test builds, and what only they use with them.
+#![cfg_attr(test, allow(dead_code))]
+
+mod apply;
+mod bind;
+mod ffi;
+mod msg;
+mod preload;

@@ -1,0 +1,287 @@
+//! The only code that changes the process: CPU affinity of every thread and the memory policy.
+//! Everything here is a thin, checked wrapper over a system call; deciding *what* to bind is the
+//! planner's job (gpuaff_core), deciding *whether* is `bind`'s.
+
+use crate::msg::Warnings;
+use gpuaff_core::{CpuSet, Error, MemBind, Result};
+use std::ffi::CStr;
+
+/// How many times /proc/self/task is re-read while new threads keep appearing.
+const MAX_SCANS: usize = 64;
+
+pub fn gettid() -> libc::pid_t {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as libc::pid_t }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// The text of an errno value, e.g. "Invalid argument".
+pub fn os_text(errno: i32) -> String {
+    // SAFETY: strerror returns a pointer to a NUL-terminated string (static or thread-local).
+    let p = unsafe { libc::strerror(errno) };
+    if p.is_null() {
+        return format!("errno {errno}");
+    }
+    // SAFETY: non-null, NUL-terminated.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// A thread's CPU mask (`sched_getaffinity`); tid 0 is the calling thread. Err is the errno.
+pub fn get_affinity(tid: libc::pid_t) -> std::result::Result<CpuSet, i32> {
+    // Start at 1024 CPUs and grow: the kernel wants at least nr_cpu_ids bits.
+    let mut words = 16usize;
+    loop {
+        let mut buf = vec![0u64; words];
+        // SAFETY: buf holds words*8 writable bytes.
+        let n = unsafe {
+            libc::sched_getaffinity(tid, words * 8, buf.as_mut_ptr().cast::<libc::cpu_set_t>())
+        };
+        if n == 0 {
+            return Ok(CpuSet::from_words(&buf));
+        }
+        let e = errno();
+        if e == libc::EINVAL && words < (1 << 16) {
+            words *= 2;
+            continue;
+        }
+        return Err(e);
+    }
+}
+
+/// Sets a thread's CPU mask; tid 0 is the calling thread. Allocation-free (the pthread_create hook
+/// calls it). Err is the errno.
+pub fn set_affinity(tid: libc::pid_t, cpus: &CpuSet) -> std::result::Result<(), i32> {
+    let words = cpus.words();
+    if words.is_empty() {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: the kernel reads words.len()*8 bytes from a valid slice.
+    let n = unsafe {
+        libc::sched_setaffinity(
+            tid,
+            std::mem::size_of_val(words),
+            words.as_ptr().cast::<libc::cpu_set_t>(),
+        )
+    };
+    if n == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// The thread ids of this process, from /proc/self/task.
+pub fn list_threads() -> std::result::Result<Vec<libc::pid_t>, std::io::Error> {
+    let mut tids = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let entry = entry?;
+        if let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
+            tids.push(tid);
+        }
+    }
+    Ok(tids)
+}
+
+/// What binding the threads did.
+#[derive(Debug, Default)]
+pub struct ThreadReport {
+    /// Threads now bound (the calling thread first).
+    pub bound: Vec<libc::pid_t>,
+    /// Threads left alone because someone else gave them their own mask.
+    pub left_alone: Vec<(libc::pid_t, CpuSet)>,
+}
+
+/// Binds the calling thread, then `publish` runs (so threads created from now on start bound), then
+/// every other thread of the process, re-scanning /proc/self/task until no new thread appears.
+/// A thread whose mask is neither `target` nor one of `ours` (the process's original mask and
+/// earlier gpuaff bindings) was narrowed by someone else and is left alone. Every bound thread's mask
+/// is read back; differences become warnings. Fails, having changed nothing, only when the calling
+/// thread cannot be bound.
+pub fn bind_threads(
+    target: &CpuSet,
+    ours: &[CpuSet],
+    publish: impl FnOnce(),
+    warnings: &mut Warnings,
+) -> Result<ThreadReport> {
+    let me = gettid();
+    set_affinity(0, target).map_err(|e| {
+        Error::os(
+            e,
+            format!(
+                "sched_setaffinity(CPUs {target}) failed: {} (is a CPU outside the cgroup cpuset?)",
+                os_text(e)
+            ),
+        )
+    })?;
+    publish();
+    let mut report = ThreadReport {
+        bound: vec![me],
+        left_alone: Vec::new(),
+    };
+    let mut seen = vec![me];
+    for _ in 0..MAX_SCANS {
+        let tids = match list_threads() {
+            Ok(t) => t,
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot list /proc/self/task ({e}); only the calling thread and threads created from now on are bound"
+                ));
+                break;
+            }
+        };
+        let fresh: Vec<_> = tids.into_iter().filter(|t| !seen.contains(t)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for tid in fresh {
+            seen.push(tid);
+            let mask = match get_affinity(tid) {
+                Ok(m) => m,
+                Err(libc::ESRCH) => continue, // exited meanwhile
+                Err(e) => {
+                    warnings.push(format!(
+                        "cannot read the CPU mask of thread {tid}: {}",
+                        os_text(e)
+                    ));
+                    continue;
+                }
+            };
+            if mask != *target && !ours.contains(&mask) {
+                report.left_alone.push((tid, mask));
+                continue;
+            }
+            match set_affinity(tid, target) {
+                Ok(()) => report.bound.push(tid),
+                Err(libc::ESRCH) => {}
+                Err(e) => warnings.push(format!(
+                    "cannot bind thread {tid} to CPUs {target}: {}",
+                    os_text(e)
+                )),
+            }
+        }
+    }
+    for &tid in &report.bound {
+        match get_affinity(tid) {
+            Ok(m) if m == *target => {}
+            Ok(m) => warnings.push(format!(
+                "thread {tid} has CPUs {m} after binding to CPUs {target} (narrowed by a cgroup cpuset?)"
+            )),
+            Err(libc::ESRCH) => {}
+            Err(e) => warnings.push(format!(
+                "cannot read back the CPU mask of thread {tid}: {}",
+                os_text(e)
+            )),
+        }
+    }
+    Ok(report)
+}
+
+const MPOL_DEFAULT: libc::c_long = 0;
+const MPOL_PREFERRED: libc::c_long = 1;
+const MPOL_BIND: libc::c_long = 2;
+const MPOL_INTERLEAVE: libc::c_long = 3;
+
+pub fn membind_name(m: MemBind) -> &'static str {
+    match m {
+        MemBind::None => "none",
+        MemBind::Preferred => "preferred",
+        MemBind::Bind => "bind",
+        MemBind::Interleave => "interleave",
+    }
+}
+
+/// `set_mempolicy` for the calling thread (threads inherit it when they are created). `None` restores
+/// the default policy. Allocation-free. Err is the errno.
+pub fn set_mempolicy(policy: MemBind, nodes: &CpuSet) -> std::result::Result<(), i32> {
+    let mode = match policy {
+        MemBind::None => MPOL_DEFAULT,
+        MemBind::Preferred => MPOL_PREFERRED, // the kernel takes the first node of the mask
+        MemBind::Bind => MPOL_BIND,
+        MemBind::Interleave => MPOL_INTERLEAVE,
+    };
+    let words = nodes.words();
+    let (ptr, maxnode) = if policy == MemBind::None || words.is_empty() {
+        (std::ptr::null(), 0)
+    } else {
+        // The kernel reads maxnode-1 bits (a historical off-by-one that libnuma also pads for).
+        (words.as_ptr(), words.len() * 64 + 1)
+    };
+    // SAFETY: the kernel reads (maxnode-1) bits from a valid slice, or nothing from NULL.
+    let n = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) };
+    if n == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// Sets the calling thread's memory policy, degrading bind/interleave → preferred → none when the
+/// kernel refuses (EPERM under seccomp, EINVAL when cpuset.mems excludes the nodes), one warning per
+/// step. Returns the policy in force.
+pub fn apply_membind(want: MemBind, nodes: &CpuSet, warnings: &mut Warnings) -> MemBind {
+    let mut policy = want;
+    while policy != MemBind::None {
+        if nodes.is_empty() {
+            warnings.push(format!(
+                "GPU_AFFINITY_MEMBIND={}: the plan names no NUMA node; the memory policy is left alone",
+                membind_name(want)
+            ));
+            return MemBind::None;
+        }
+        match set_mempolicy(policy, nodes) {
+            Ok(()) => return policy,
+            Err(e) => {
+                let weaker = match policy {
+                    MemBind::Bind | MemBind::Interleave => MemBind::Preferred,
+                    _ => MemBind::None,
+                };
+                warnings.push(format!(
+                    "set_mempolicy({} on nodes {nodes}) refused: {}; using {} instead",
+                    membind_name(policy),
+                    os_text(e),
+                    membind_name(weaker)
+                ));
+                policy = weaker;
+            }
+        }
+    }
+    MemBind::None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_mask_and_threads() {
+        let mask = get_affinity(0).unwrap();
+        assert!(!mask.is_empty());
+        assert_eq!(get_affinity(gettid()).unwrap(), mask);
+        assert!(list_threads().unwrap().contains(&gettid()));
+    }
+
+    #[test]
+    fn setting_a_thread_to_its_own_mask_is_accepted() {
+        // Re-applying the current mask changes nothing but exercises the call and its buffer size.
+        let mask = get_affinity(0).unwrap();
+        set_affinity(0, &mask).unwrap();
+        assert_eq!(get_affinity(0).unwrap(), mask);
+        assert_eq!(set_affinity(0, &CpuSet::new()), Err(libc::EINVAL));
+    }
+
+    #[test]
+    fn default_memory_policy_can_be_restored() {
+        assert_eq!(set_mempolicy(MemBind::None, &CpuSet::new()), Ok(()));
+        let mut w = Warnings::default();
+        assert_eq!(
+            apply_membind(MemBind::Bind, &CpuSet::new(), &mut w),
+            MemBind::None
+        );
+        assert_eq!(w.as_slice().len(), 1);
+    }
+}

@@ -1,0 +1,334 @@
+//! From a `Request` to a bound process: plan first (nothing changes unless the whole plan is valid),
+//! then apply, then publish the binding for the `pthread_create` hook. Shared by the constructor and
+//! the C ABI.
+//!
+//! # Children and `GPU_AFFINITY_INHERITED`
+//! `LD_PRELOAD` is inherited, and so is the CPU mask: a worker started by a bound launcher (srun →
+//! torchrun agent → workers) starts inside its parent's binding. When the constructor binds, it records
+//! `GPU_AFFINITY_INHERITED=<original cpulist>/<bound cpulist>` in the environment (the mask the process
+//! started with, and the binding). A child whose own mask at start equals the recorded binding treats
+//! the recorded original as its starting mask, so its own rank's CPUs are planned within the parent's
+//! original allowed set (the kernel lets it widen within the cgroup). A child whose mask is anything
+//! else (someone narrowed it on purpose) starts from its own mask. The variable is internal: users do
+//! not set it.
+
+use crate::apply;
+use crate::msg::Warnings;
+use gpuaff_core::gpu::{resolve_visible, DeviceOrder};
+use gpuaff_core::{
+    plan, AllowedFrom, CpuSet, Error, Machine, MemBind, Mode, RankPlan, Request, Result, Threads,
+};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::OnceLock;
+
+pub const INHERITED_VAR: &str = "GPU_AFFINITY_INHERITED";
+
+/// A binding in force, as the `pthread_create` hook sees it. Published once per binding and never
+/// freed (a rebinding leaks the old one: a few hundred bytes), so the hook reads it lock-free.
+pub struct Binding {
+    pub cpus: CpuSet,
+    pub mems: CpuSet,
+    /// The memory policy in force (after degradation).
+    pub membind: MemBind,
+    pub threads: Threads,
+    /// A thread attribute carrying `cpus`, for threads created with a NULL attribute.
+    attr: Option<Box<libc::pthread_attr_t>>,
+}
+
+impl Binding {
+    fn new(cpus: CpuSet, mems: CpuSet, membind: MemBind, threads: Threads) -> Binding {
+        let attr = affinity_attr(&cpus);
+        Binding {
+            cpus,
+            mems,
+            membind,
+            threads,
+            attr,
+        }
+    }
+    pub fn attr(&self) -> Option<*const libc::pthread_attr_t> {
+        self.attr.as_deref().map(|a| a as *const _)
+    }
+}
+
+fn affinity_attr(cpus: &CpuSet) -> Option<Box<libc::pthread_attr_t>> {
+    let words = cpus.words();
+    if words.is_empty() {
+        return None;
+    }
+    // SAFETY: a zeroed pthread_attr_t is initialised by pthread_attr_init before any other use; the
+    // affinity call copies the mask.
+    unsafe {
+        let mut attr: Box<libc::pthread_attr_t> = Box::new(std::mem::zeroed());
+        if libc::pthread_attr_init(&mut *attr) != 0 {
+            return None;
+        }
+        let rc = libc::pthread_attr_setaffinity_np(
+            &mut *attr,
+            std::mem::size_of_val(words),
+            words.as_ptr().cast::<libc::cpu_set_t>(),
+        );
+        if rc != 0 {
+            libc::pthread_attr_destroy(&mut *attr);
+            return None;
+        }
+        Some(attr)
+    }
+}
+
+static ACTIVE: AtomicPtr<Binding> = AtomicPtr::new(std::ptr::null_mut());
+/// The process's mask before gpuaff first bound it (or the inherited original).
+static ORIGINAL: OnceLock<CpuSet> = OnceLock::new();
+
+/// The binding in force, if any. Lock-free (fork-safe).
+pub fn active() -> Option<&'static Binding> {
+    let p = ACTIVE.load(Ordering::Acquire);
+    // SAFETY: published bindings are leaked, never freed.
+    unsafe { p.as_ref() }
+}
+
+fn publish(b: Binding) {
+    ACTIVE.store(Box::into_raw(Box::new(b)), Ordering::Release);
+}
+
+/// Parses `GPU_AFFINITY_INHERITED`: `<original>/<bound>`.
+pub fn parse_inherited(value: &str) -> Option<(CpuSet, CpuSet)> {
+    let (orig, bound) = value.split_once('/')?;
+    let orig = CpuSet::parse_list(orig).ok()?;
+    let bound = CpuSet::parse_list(bound).ok()?;
+    (!orig.is_empty() && !bound.is_empty()).then_some((orig, bound))
+}
+
+/// The mask the process started from, and the masks gpuaff considers its own (a thread with any other
+/// mask was narrowed by someone else and is left alone).
+fn starting_masks() -> Result<(CpuSet, Vec<CpuSet>)> {
+    // SAFETY: getpid cannot fail.
+    let main = unsafe { libc::getpid() };
+    let current = apply::get_affinity(main)
+        .or_else(|_| apply::get_affinity(0))
+        .map_err(|e| {
+            Error::os(
+                e,
+                format!("sched_getaffinity failed: {}", apply::os_text(e)),
+            )
+        })?;
+    let mut ours = Vec::new();
+    let original = match ORIGINAL.get() {
+        Some(o) => o.clone(),
+        None => {
+            let inherited = std::env::var(INHERITED_VAR)
+                .ok()
+                .and_then(|v| parse_inherited(&v));
+            let original = match inherited {
+                Some((orig, bound)) if bound == current => {
+                    ours.push(bound);
+                    orig
+                }
+                _ => current.clone(),
+            };
+            ORIGINAL.get_or_init(|| original).clone()
+        }
+    };
+    ours.push(original.clone());
+    ours.push(current);
+    if let Some(b) = active() {
+        ours.push(b.cpus.clone());
+    }
+    Ok((original, ours))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Plan and report; change nothing (also what GPU_AFFINITY_DRY_RUN does).
+    PlanOnly,
+    /// Plan and bind (unless the request says dry run).
+    Apply,
+}
+
+/// What a binding did; warnings are for the caller to print.
+pub struct Outcome {
+    pub plan: RankPlan,
+    pub applied: bool,
+    pub membind: MemBind,
+    pub warnings: Warnings,
+    /// The mask the process started from (for GPU_AFFINITY_INHERITED).
+    pub original: CpuSet,
+}
+
+/// Plans `req` and, for `Effect::Apply` without dry run, binds every thread of the process and sets the
+/// memory policy. On error nothing was changed (except, in strict mode, a refused memory policy, where
+/// the calling thread's CPU mask is restored before returning).
+pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
+    let mut warnings = Warnings::default();
+    let (original, ours) = starting_masks()?;
+    let machine = Machine::load(req, AllowedFrom::Process(original.clone()))?;
+    warnings.extend(machine.warnings.iter().cloned());
+    let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
+    let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
+    warnings.extend(visible.warnings.iter().cloned());
+    let plan = plan::plan_request(req, &machine, &visible)?;
+    if req.strict && plan.fallback {
+        return Err(Error::unplannable(format!(
+            "GPU {} ({}) has no allowed CPU of its own: {}",
+            plan.gpu,
+            plan.pci_bus_id,
+            plan.notes.join("; ")
+        )));
+    }
+    warnings.extend(plan.notes.iter().cloned());
+    let mut outcome = Outcome {
+        plan,
+        applied: false,
+        membind: MemBind::None,
+        warnings,
+        original,
+    };
+    if effect == Effect::PlanOnly || req.dry_run || outcome.plan.cpus.is_empty() {
+        outcome.membind = if outcome.plan.cpus.is_empty() {
+            MemBind::None
+        } else {
+            req.membind
+        };
+        return Ok(outcome);
+    }
+    let cpus = outcome.plan.cpus.clone();
+    let mems = outcome.plan.mems.clone();
+    // SAFETY: no arguments; reads the calling thread's own mask.
+    let before = apply::get_affinity(0).ok();
+    let membind = apply::apply_membind(req.membind, &mems, &mut outcome.warnings);
+    if req.strict && membind != req.membind {
+        let _ = apply::set_mempolicy(MemBind::None, &mems);
+        return Err(Error::os(
+            libc::EPERM,
+            format!(
+                "the kernel refused memory policy {} on nodes {mems}",
+                apply::membind_name(req.membind)
+            ),
+        ));
+    }
+    let threads = req.threads;
+    let binding = Binding::new(cpus.clone(), mems.clone(), membind, threads);
+    let mut thread_warnings = Warnings::default();
+    let result = apply::bind_threads(&cpus, &ours, || publish(binding), &mut thread_warnings);
+    if let Err(e) = result {
+        if membind != MemBind::None {
+            let _ = apply::set_mempolicy(MemBind::None, &mems);
+        }
+        return Err(e);
+    }
+    let mismatch = !thread_warnings.is_empty();
+    if req.strict && mismatch {
+        if let Some(b) = before {
+            let _ = apply::set_affinity(0, &b);
+        }
+        return Err(Error::os(
+            libc::EIO,
+            format!(
+                "not every thread could be bound: {}",
+                thread_warnings.into_vec().join("; ")
+            ),
+        ));
+    }
+    outcome.warnings.extend(thread_warnings.into_vec());
+    outcome.applied = true;
+    outcome.membind = membind;
+    Ok(outcome)
+}
+
+/// The verbose line (without the `gpuaff: ` prefix). Exact format, which README documents:
+///
+/// ```text
+/// rank R -> GPU G (BDF, node N): CPUs LIST, mems LIST, mode MODE[, membind POLICY][, dry run] (pid PID)
+/// rank R -> GPU G (BDF, node N): mode none, nothing bound (pid PID)
+/// ```
+///
+/// R is the local rank, G the CUDA index of the GPU among the visible ones, BDF its PCI address, N its
+/// NUMA node (`?` when unknown), LIST a cpulist (`56-63,184-191`; `none` for no memory node), MODE the
+/// mode name, POLICY the memory policy in force when it is not `none`. `dry run` appears when nothing
+/// was bound because GPU_AFFINITY_DRY_RUN=1 (or the call was plan-only).
+pub fn verbose_line(o: &Outcome, mode: Mode, pid: u32) -> String {
+    let p = &o.plan;
+    let node = p
+        .numa_node
+        .map_or_else(|| "?".to_string(), |n| n.to_string());
+    let head = format!(
+        "rank {} -> GPU {} ({}, node {node}): ",
+        p.rank, p.gpu, p.pci_bus_id
+    );
+    if p.cpus.is_empty() {
+        return format!("{head}mode none, nothing bound (pid {pid})");
+    }
+    let mems = if p.mems.is_empty() {
+        "none".to_string()
+    } else {
+        p.mems.to_list()
+    };
+    let mut s = format!(
+        "{head}CPUs {}, mems {mems}, mode {}",
+        p.cpus.to_list(),
+        mode.name()
+    );
+    if o.membind != MemBind::None {
+        s.push_str(", membind ");
+        s.push_str(apply::membind_name(o.membind));
+    }
+    if !o.applied {
+        s.push_str(", dry run");
+    }
+    s.push_str(&format!(" (pid {pid})"));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(cpus: &str, applied: bool, membind: MemBind) -> Outcome {
+        Outcome {
+            plan: RankPlan {
+                rank: 1,
+                gpu: 1,
+                gpu_index: 1,
+                pci_bus_id: "0000:0f:00.0".into(),
+                numa_node: Some(3),
+                cpus: CpuSet::parse_list(cpus).unwrap(),
+                mems: CpuSet::single(3),
+                notes: vec![],
+                fallback: false,
+            },
+            applied,
+            membind,
+            warnings: Warnings::default(),
+            original: CpuSet::range(0, 255),
+        }
+    }
+
+    #[test]
+    fn verbose_line_has_the_documented_shape() {
+        let o = outcome("56-63,184-191", true, MemBind::None);
+        assert_eq!(
+            verbose_line(&o, Mode::SocketUniqueContiguous, 1234),
+            "rank 1 -> GPU 1 (0000:0f:00.0, node 3): CPUs 56-63,184-191, mems 3, mode socket_unique_contiguous (pid 1234)"
+        );
+        let o = outcome("56-63", false, MemBind::Bind);
+        assert_eq!(
+            verbose_line(&o, Mode::Node, 7),
+            "rank 1 -> GPU 1 (0000:0f:00.0, node 3): CPUs 56-63, mems 3, mode node, membind bind, dry run (pid 7)"
+        );
+        let o = outcome("", true, MemBind::None);
+        assert_eq!(
+            verbose_line(&o, Mode::None, 7),
+            "rank 1 -> GPU 1 (0000:0f:00.0, node 3): mode none, nothing bound (pid 7)"
+        );
+    }
+
+    #[test]
+    fn inherited_record_parses_or_is_ignored() {
+        let (o, b) = parse_inherited("0-15/4-7").unwrap();
+        assert_eq!(o, CpuSet::range(0, 15));
+        assert_eq!(b, CpuSet::range(4, 7));
+        for bad in ["", "0-3", "/0", "0/", "x/1", "0-3/4/5"] {
+            assert!(parse_inherited(bad).is_none(), "{bad}");
+        }
+    }
+}

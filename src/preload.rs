@@ -1,0 +1,290 @@
+//! The preload side: the load-time constructor and the `pthread_create` interposer.
+//!
+//! The constructor costs next to nothing when the process has no local rank: it checks secure-execution
+//! mode and a handful of `getenv` calls (no allocation, no file read) and returns.
+
+use crate::bind::{self, Effect, INHERITED_VAR};
+use crate::msg;
+use gpuaff_core::{config, Request, Threads};
+use std::ffi::{c_int, c_void, CStr};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+/// The variables that can carry a local rank (config::local_rank reads the same list).
+const RANK_VARS: [&CStr; 7] = [
+    c"LOCAL_RANK",
+    c"SLURM_LOCALID",
+    c"OMPI_COMM_WORLD_LOCAL_RANK",
+    c"MPI_LOCALRANKID",
+    c"MV2_COMM_WORLD_LOCAL_RANK",
+    c"PALS_LOCAL_RANKID",
+    c"FLUX_TASK_LOCAL_ID",
+];
+
+/// The exit status of a strict-mode failure.
+pub const STRICT_EXIT: c_int = 66;
+
+fn secure_execution() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+fn any_rank_var() -> bool {
+    // SAFETY: NUL-terminated names; getenv only reads the environment.
+    RANK_VARS
+        .iter()
+        .any(|v| unsafe { !libc::getenv(v.as_ptr()).is_null() })
+}
+
+/// The environment as the core parses it; non-UTF-8 values arrive lossily so that the parser names them.
+pub fn env_lookup(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// GPU_AFFINITY_STRICT read directly, for failures that happen before the Request exists.
+fn strict_from_env() -> bool {
+    env_lookup("GPU_AFFINITY_STRICT").is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Our copy of std's panic hook prints one `gpuaff:` line instead of std's multi-line report (the host
+/// program, even a Rust one, has its own std and its own hook).
+pub fn quiet_panics() {
+    PANIC_HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            msg::line(&format!(
+                "internal error (a bug in gpuaff): {info}; nothing more is bound"
+            ));
+        }));
+    });
+}
+
+fn fail(e: &gpuaff_core::Error, strict: bool) {
+    if strict {
+        msg::line(&format!(
+            "{e} (GPU_AFFINITY_STRICT=1: exiting with status {STRICT_EXIT})"
+        ));
+        // SAFETY: ends the process in the constructor, before main; nothing of the host's to flush.
+        unsafe { libc::_exit(STRICT_EXIT) };
+    }
+    msg::line(&format!("{e}; the process is left as it was"));
+}
+
+/// The constructor's work: with a local rank, plan and bind; otherwise return at once.
+pub fn on_load() {
+    if secure_execution() || !any_rank_var() {
+        return;
+    }
+    quiet_panics();
+    match config::local_rank(&env_lookup) {
+        Ok(Some(_)) => {}
+        Ok(None) => return,
+        Err(e) => return fail(&e, strict_from_env()),
+    }
+    let req = match Request::from_env(&env_lookup) {
+        Ok(r) => r,
+        Err(e) => return fail(&e, strict_from_env()),
+    };
+    if req.rank.is_none() {
+        return;
+    }
+    match bind::bind(&req, Effect::Apply) {
+        Ok(outcome) => {
+            outcome.warnings.print();
+            if outcome.applied {
+                record_inherited(&outcome.original, &outcome.plan.cpus);
+            }
+            if req.verbose {
+                msg::line(&bind::verbose_line(
+                    &outcome,
+                    req.plan.mode,
+                    std::process::id(),
+                ));
+            }
+        }
+        Err(e) => fail(&e, req.strict),
+    }
+}
+
+/// Records the original mask and the binding for children (see `bind`'s module documentation).
+/// The constructor runs before main, so no other thread reads the environment concurrently.
+fn record_inherited(original: &gpuaff_core::CpuSet, bound: &gpuaff_core::CpuSet) {
+    let value = format!("{}/{}", original.to_list(), bound.to_list());
+    if let (Ok(name), Ok(value)) = (
+        std::ffi::CString::new(INHERITED_VAR),
+        std::ffi::CString::new(value),
+    ) {
+        // SAFETY: valid C strings; single-threaded at this point.
+        unsafe { libc::setenv(name.as_ptr(), value.as_ptr(), 1) };
+    }
+}
+
+#[cfg(not(test))]
+#[ctor::ctor(unsafe)]
+fn gpuaff_load() {
+    // The panic hook has already printed the one line (a bug: the planning code reports errors as
+    // values, and apply's system calls cannot panic).
+    if std::panic::catch_unwind(on_load).is_err() && strict_from_env() {
+        // SAFETY: before main; nothing of the host's to flush.
+        unsafe { libc::_exit(STRICT_EXIT) };
+    }
+}
+
+type StartRoutine = unsafe extern "C-unwind" fn(*mut c_void) -> *mut c_void;
+type CreateFn = unsafe extern "C" fn(
+    *mut libc::pthread_t,
+    *const libc::pthread_attr_t,
+    Option<StartRoutine>,
+    *mut c_void,
+) -> c_int;
+
+static REAL_CREATE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The next `pthread_create` (libc's), found on first use: another library's constructor may create
+/// threads before ours ran.
+fn real_create() -> Option<CreateFn> {
+    let mut p = REAL_CREATE.load(Ordering::Relaxed);
+    if p.is_null() {
+        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT searches the objects loaded after ours.
+        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_create".as_ptr()) };
+        if p.is_null() {
+            return None;
+        }
+        REAL_CREATE.store(p, Ordering::Relaxed);
+    }
+    // SAFETY: the symbol is libc's pthread_create, whose C signature CreateFn spells.
+    Some(unsafe { std::mem::transmute::<*mut c_void, CreateFn>(p) })
+}
+
+/// True when the attribute carries an affinity. glibc's pthread_attr_getaffinity_np reports all CPUs
+/// when none was set; an attribute set to every CPU explicitly means the same thing anyway.
+unsafe fn attr_has_affinity(attr: *const libc::pthread_attr_t) -> bool {
+    let mut set: [u64; 16] = [0; 16];
+    let rc = libc::pthread_attr_getaffinity_np(
+        attr,
+        std::mem::size_of_val(&set),
+        set.as_mut_ptr().cast::<libc::cpu_set_t>(),
+    );
+    // A mask wider than 1024 CPUs does not fit our buffer (EINVAL): it is an explicit one.
+    rc != 0 || set.iter().any(|&w| w != u64::MAX)
+}
+
+struct Start {
+    routine: Option<StartRoutine>,
+    arg: *mut c_void,
+    binding: &'static bind::Binding,
+}
+
+/// Unboxes the start record; the Box is freed here, before the user's routine runs.
+unsafe fn take_start(
+    p: *mut c_void,
+) -> (Option<StartRoutine>, *mut c_void, &'static bind::Binding) {
+    let s = Box::from_raw(p.cast::<Start>());
+    (s.routine, s.arg, s.binding)
+}
+
+static HOOK_WARNED: AtomicBool = AtomicBool::new(false);
+
+fn bind_new_thread(b: &bind::Binding) {
+    let cpus_ok = crate::apply::set_affinity(0, &b.cpus).is_ok();
+    let mem_ok = b.membind == gpuaff_core::MemBind::None
+        || crate::apply::set_mempolicy(b.membind, &b.mems).is_ok();
+    let failed = !cpus_ok || !mem_ok;
+    if failed && !HOOK_WARNED.swap(true, Ordering::Relaxed) {
+        msg::line("cannot bind a new thread (CPU mask or memory policy refused); it runs unbound");
+    }
+}
+
+/// Runs in the new thread: binds it, then becomes the user's routine. Nothing here needs dropping
+/// around that call, so pthread_exit and cancellation (forced unwinds) pass through cleanly.
+unsafe extern "C-unwind" fn start_bound(p: *mut c_void) -> *mut c_void {
+    let (routine, arg, binding) = take_start(p);
+    let _ = std::panic::catch_unwind(|| bind_new_thread(binding));
+    match routine {
+        Some(f) => f(arg),
+        None => std::ptr::null_mut(),
+    }
+}
+
+/// What the hook does for one pthread_create call; None: pass through unchanged.
+enum Route {
+    Attr(*const libc::pthread_attr_t),
+    Wrap(&'static bind::Binding),
+}
+
+unsafe fn route(attr: *const libc::pthread_attr_t) -> Option<Route> {
+    let b = bind::active()?;
+    if b.threads == Threads::Off {
+        return None;
+    }
+    if attr.is_null() {
+        // glibc applies an attribute's affinity at creation; the memory policy needs the wrapper.
+        if b.membind == gpuaff_core::MemBind::None {
+            if let Some(a) = b.attr() {
+                return Some(Route::Attr(a));
+            }
+        }
+        return Some(Route::Wrap(b));
+    }
+    if attr_has_affinity(attr) {
+        return None;
+    }
+    Some(Route::Wrap(b))
+}
+
+/// The interposed `pthread_create`: with a binding in force (and GPU_AFFINITY_THREADS=inherit), a
+/// thread created without an affinity attribute starts inside the binding, whoever creates it.
+///
+/// # Safety
+/// Same contract as POSIX `pthread_create`.
+#[cfg(not(test))]
+#[no_mangle]
+pub unsafe extern "C" fn pthread_create(
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    start: Option<StartRoutine>,
+    arg: *mut c_void,
+) -> c_int {
+    create(thread, attr, start, arg)
+}
+
+unsafe fn create(
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    start: Option<StartRoutine>,
+    arg: *mut c_void,
+) -> c_int {
+    let Some(real) = real_create() else {
+        return libc::EAGAIN;
+    };
+    let route = std::panic::catch_unwind(|| route(attr)).unwrap_or(None);
+    match route {
+        None => real(thread, attr, start, arg),
+        Some(Route::Attr(a)) => {
+            let rc = real(thread, a, start, arg);
+            // The binding may no longer be allowed (cgroup changed): never fail the host's thread.
+            if rc == libc::EINVAL {
+                real(thread, attr, start, arg)
+            } else {
+                rc
+            }
+        }
+        Some(Route::Wrap(binding)) => {
+            let boxed = Box::into_raw(Box::new(Start {
+                routine: start,
+                arg,
+                binding,
+            }));
+            let rc = real(thread, attr, Some(start_bound), boxed.cast());
+            if rc != 0 {
+                drop(Box::from_raw(boxed));
+            }
+            rc
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Helpers for the integration tests: the built libgpuaff.so, test programs compiled on demand,
+//! fixture trees, and processes run with a clean gpuaff environment.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use gpuaff_fixtures::TempTree;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The libgpuaff.so that `cargo test` built next to this test executable (target/<profile>/).
+pub fn so_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test executable has a directory");
+    for dir in [deps.parent().unwrap_or(deps), deps] {
+        let so = dir.join("libgpuaff.so");
+        if so.is_file() {
+            check_fresh(&so);
+            return so;
+        }
+    }
+    panic!(
+        "libgpuaff.so not found next to {} (nor in its parent): run cargo build first",
+        deps.display()
+    );
+}
+
+/// `cargo test` does not build a cdylib-only library: a stale one would test old code.
+fn check_fresh(so: &Path) {
+    fn newest(dir: &Path, best: &mut Option<(std::time::SystemTime, PathBuf)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                newest(&p, best);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                    if best.as_ref().is_none_or(|(b, _)| t > *b) {
+                        *best = Some((t, p));
+                    }
+                }
+            }
+        }
+    }
+    let mut best = None;
+    newest(&root().join("src"), &mut best);
+    newest(&root().join("core/src"), &mut best);
+    let built = std::fs::metadata(so).and_then(|m| m.modified());
+    if let (Some((src_time, src)), Ok(built)) = (best, built) {
+        assert!(
+            src_time <= built,
+            "{} is older than {}: run cargo build first (cargo test does not rebuild the cdylib)",
+            so.display(),
+            src.display()
+        );
+    }
+}
+
+/// The directory holding libgpuaff.so (for -L and rpath).
+pub fn so_dir() -> PathBuf {
+    so_path()
+        .parent()
+        .expect("so has a directory")
+        .to_path_buf()
+}
+
+static COMPILED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+
+/// Compiles tests/c/NAME.c (linked with -lgpuaff when `link`) into CARGO_TARGET_TMPDIR, once per test
+/// process; a temporary name then a rename keeps parallel test processes from seeing half a binary.
+pub fn c_program(name: &str, link: bool) -> PathBuf {
+    let key = format!("{name}-{link}");
+    let mut cache = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = cache.get_or_insert_with(HashMap::new).get(&key) {
+        return p.clone();
+    }
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let out = out_dir.join(&key);
+    let tmp = out_dir.join(format!("{key}.{}.tmp", std::process::id()));
+    let src = root().join("tests/c").join(format!("{name}.c"));
+    let mut cmd = Command::new("cc");
+    cmd.args(["-std=c99", "-Wall", "-O1", "-pthread", "-I"])
+        .arg(root().join("c-header"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&tmp);
+    if link {
+        let dir = so_dir();
+        cmd.arg(format!("-L{}", dir.display()))
+            .arg("-lgpuaff")
+            .arg(format!("-Wl,-rpath,{}", dir.display()));
+    }
+    let status = cmd
+        .status()
+        .expect("cc runs (a C compiler is needed for these tests)");
+    assert!(status.success(), "cc failed for {}", src.display());
+    std::fs::rename(&tmp, &out).expect("rename compiled program");
+    cache
+        .get_or_insert_with(HashMap::new)
+        .insert(key, out.clone());
+    out
+}
+
+/// A catalog machine written to a fresh temporary directory (removed on drop).
+pub fn fixture(name: &str) -> TempTree {
+    let spec = gpuaff_fixtures::by_name(name).unwrap_or_else(|| panic!("no fixture {name}"));
+    gpuaff_fixtures::write_temp(&spec).expect("write fixture")
+}
+
+/// A spec written to a fresh temporary directory.
+pub fn fixture_spec(spec: &gpuaff_fixtures::Spec) -> TempTree {
+    gpuaff_fixtures::write_temp(spec).expect("write fixture")
+}
+
+/// Variables that would change what gpuaff does, removed from every test process's environment.
+const LAUNCHER_VARS: [&str; 14] = [
+    "LOCAL_RANK",
+    "SLURM_LOCALID",
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "MPI_LOCALRANKID",
+    "MV2_COMM_WORLD_LOCAL_RANK",
+    "PALS_LOCAL_RANKID",
+    "FLUX_TASK_LOCAL_ID",
+    "LOCAL_WORLD_SIZE",
+    "OMPI_COMM_WORLD_LOCAL_SIZE",
+    "MPI_LOCALNRANKS",
+    "SLURM_NTASKS_PER_NODE",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "LD_PRELOAD",
+];
+
+/// What a finished process left.
+#[derive(Debug)]
+pub struct Run {
+    pub status: std::process::ExitStatus,
+    pub pid: u32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().collect()
+    }
+    /// `task TID LIST` lines: every thread's Cpus_allowed_list.
+    pub fn tasks(&self) -> Vec<(String, String)> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("task "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(t, c)| (t.to_string(), c.to_string()))
+            .collect()
+    }
+    /// The value of `key=` on the line starting with `prefix`.
+    pub fn field(&self, prefix: &str, key: &str) -> Option<String> {
+        let line = self.stdout.lines().find(|l| l.starts_with(prefix))?;
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_string))
+    }
+    pub fn describe(&self) -> String {
+        format!(
+            "status {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A process to run with a clean gpuaff environment plus `envs`.
+pub struct Proc {
+    cmd: Command,
+}
+
+impl Proc {
+    pub fn new(program: impl AsRef<std::ffi::OsStr>) -> Proc {
+        let mut cmd = Command::new(program);
+        for v in LAUNCHER_VARS {
+            cmd.env_remove(v);
+        }
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("GPU_AFFINITY_") {
+                cmd.env_remove(k);
+            }
+        }
+        Proc { cmd }
+    }
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.arg(a);
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+    pub fn envs<'a>(mut self, vars: impl IntoIterator<Item = &'a (&'a str, &'a str)>) -> Self {
+        for (k, v) in vars {
+            self.cmd.env(k, v);
+        }
+        self
+    }
+    pub fn preload(self) -> Self {
+        let so = so_path();
+        self.env("LD_PRELOAD", so)
+    }
+    /// Runs to completion (killed after 60 s).
+    pub fn run(mut self) -> Run {
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().expect("spawn test program");
+        let pid = child.id();
+        let mut out = child.stdout.take().expect("stdout");
+        let mut err = child.stderr.take().expect("stderr");
+        let t_out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("test program {pid} did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Run {
+            status,
+            pid,
+            stdout: t_out.join().unwrap_or_default(),
+            stderr: t_err.join().unwrap_or_default(),
+        }
+    }
+}
+
+/// This test process's own Cpus_allowed_list (what an unbound child inherits).
+pub fn own_cpus() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
+        .expect("Cpus_allowed_list")
+}
+
+fn parse_list(s: &str) -> Vec<usize> {
+    gpuaff_fixtures::parse_list(s).unwrap_or_default()
+}
+
+/// The binding tests use two-CPU fixtures and expect CPUs 0 and 1 to be usable by this process.
+pub fn require_cpus_0_and_1() {
+    let own = own_cpus();
+    let cpus = parse_list(&own);
+    assert!(
+        cpus.contains(&0) && cpus.contains(&1),
+        "these tests bind to CPUs 0 and 1 (the fixtures are 2-CPU machines), but this test process may \
+         only use CPUs {own}; run them where CPUs 0 and 1 are both allowed (e.g. not under taskset -c 2-3)"
+    );
+}
+
+/// Every thread's list equals `want`, except the listed thread ids.
+pub fn assert_all_tasks(run: &Run, want: &str, except: &[String]) {
+    let tasks = run.tasks();
+    assert!(!tasks.is_empty(), "no task lines\n{}", run.describe());
+    for (tid, cpus) in tasks {
+        if except.contains(&tid) {
+            continue;
+        }
+        assert_eq!(cpus, want, "thread {tid}\n{}", run.describe());
+    }
+}

@@ -1,0 +1,282 @@
+//! The preloaded shim: the constructor binds every thread from the environment, the pthread_create
+//! hook binds threads created later, children get their own rank's binding. Masks are read from
+//! /proc by the test programs, never from gpuaff's own API.
+
+mod common;
+use common::*;
+
+/// threads.c preloaded as local `rank` on two-gpu-local; the attribute thread asks for the other CPU.
+fn threads_c(rank: usize, extra: &[(&str, &str)]) -> (Run, TempTree) {
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    let rank_s = rank.to_string();
+    let attr_cpu = (1 - rank).to_string();
+    let run = Proc::new(c_program("threads", false))
+        .arg("3")
+        .arg(&attr_cpu)
+        .preload()
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", &rank_s)
+        .envs(extra)
+        .run();
+    (run, fx)
+}
+
+fn attr_tid(run: &Run) -> String {
+    run.field("thread 0 ", "tid")
+        .expect("attribute thread line")
+}
+
+#[test]
+fn c_program_every_thread_on_its_rank_cpu() {
+    for rank in [0usize, 1] {
+        let (run, _fx) = threads_c(rank, &[]);
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        assert!(run.stdout.ends_with("done\n"), "{}", run.describe());
+        assert_eq!(run.stderr, "", "a quiet binding prints nothing");
+        let want = rank.to_string();
+        let attr = attr_tid(&run);
+        // The thread created with its own affinity attribute keeps it.
+        assert_eq!(
+            run.field("thread 0 ", "cpus").as_deref(),
+            Some((1 - rank).to_string().as_str()),
+            "{}",
+            run.describe()
+        );
+        // Everyone else, including the thread created without an attribute by that thread and the one
+        // created with a stack-size-only attribute, is on the rank's CPU.
+        assert_all_tasks(&run, &want, &[attr]);
+        assert_eq!(
+            run.field("thread sub", "cpus").as_deref(),
+            Some(want.as_str())
+        );
+        assert_eq!(
+            run.field("thread 1 ", "cpus").as_deref(),
+            Some(want.as_str())
+        );
+    }
+}
+
+#[test]
+fn python_every_thread_on_its_rank_cpu() {
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    for rank in ["0", "1"] {
+        let run = Proc::new("python3")
+            .arg(root().join("tests/py/threads.py"))
+            .preload()
+            .env("GPU_AFFINITY_FSROOT", fx.path())
+            .env("LOCAL_RANK", rank)
+            .run();
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        assert!(run.stdout.ends_with("done\n"), "{}", run.describe());
+        assert!(run.tasks().len() >= 6, "{}", run.describe());
+        assert_all_tasks(&run, rank, &[]);
+    }
+}
+
+#[test]
+fn verbose_prints_the_documented_line() {
+    let (run, fx) = threads_c(1, &[("GPU_AFFINITY_VERBOSE", "1")]);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let bdf = &fx.spec.gpus[1].pci_bus_id;
+    let want = format!(
+        "gpuaff: rank 1 -> GPU 1 ({bdf}, node 0): CPUs 1, mems 0, mode socket_unique_contiguous (pid {})",
+        run.pid
+    );
+    assert_eq!(run.stderr_lines(), [want.as_str()], "{}", run.describe());
+    assert_all_tasks(&run, "1", &[attr_tid(&run)]);
+}
+
+#[test]
+fn dry_run_binds_nothing() {
+    let own = own_cpus();
+    let (run, fx) = threads_c(
+        1,
+        &[("GPU_AFFINITY_DRY_RUN", "1"), ("GPU_AFFINITY_VERBOSE", "1")],
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let bdf = &fx.spec.gpus[1].pci_bus_id;
+    let want = format!(
+        "gpuaff: rank 1 -> GPU 1 ({bdf}, node 0): CPUs 1, mems 0, mode socket_unique_contiguous, dry run (pid {})",
+        run.pid
+    );
+    assert_eq!(run.stderr_lines(), [want.as_str()], "{}", run.describe());
+    // Unbound: the thread created by the attribute thread inherits its mask.
+    assert_eq!(run.field("thread sub", "cpus").as_deref(), Some("0"));
+    let sub = run.field("thread sub", "tid").expect("sub tid");
+    assert_all_tasks(&run, &own, &[attr_tid(&run), sub]);
+
+    let (quiet, _fx) = threads_c(0, &[("GPU_AFFINITY_DRY_RUN", "1")]);
+    assert_eq!(quiet.stderr, "", "{}", quiet.describe());
+    assert_eq!(quiet.field("main ", "cpus"), Some(own));
+}
+
+#[test]
+fn threads_off_leaves_new_threads_to_inherit() {
+    // With the hook off, a thread created by the attribute thread inherits that thread's mask.
+    let (run, _fx) = threads_c(0, &[("GPU_AFFINITY_THREADS", "off")]);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.field("thread sub", "cpus").as_deref(), Some("1"));
+    assert_eq!(run.field("main ", "cpus").as_deref(), Some("0"));
+    assert_eq!(run.field("thread 2 ", "cpus").as_deref(), Some("0"));
+}
+
+/// MPOL_* as get_mempolicy reports them.
+const MPOL: [(&str, i32); 3] = [("preferred", 1), ("bind", 2), ("interleave", 3)];
+
+#[test]
+fn membind_sets_the_memory_policy_of_main_and_new_threads() {
+    for (name, mode) in MPOL {
+        let (run, _fx) = threads_c(0, &[("GPU_AFFINITY_MEMBIND", name)]);
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        assert!(run.stdout.ends_with("done\n"), "{}", run.describe());
+        assert_all_tasks(&run, "0", &[attr_tid(&run)]);
+        let main = run.field("main ", "mempolicy").expect("mempolicy");
+        if main == format!("{mode}:1") {
+            // Threads created later start with it too (created by main, and by the unbound thread).
+            assert_eq!(run.field("thread 2 ", "mempolicy"), Some(main.clone()));
+            assert_eq!(run.field("thread sub", "mempolicy"), Some(main.clone()));
+            assert_eq!(run.stderr, "", "{}", run.describe());
+        } else {
+            // The kernel refused (seccomp without CAP_SYS_NICE, cpuset.mems): one warning per step.
+            assert!(
+                run.stderr
+                    .starts_with(&format!("gpuaff: set_mempolicy({name} on nodes 0) refused")),
+                "policy {main} and no degradation warning\n{}",
+                run.describe()
+            );
+            assert!(run.stderr_lines().iter().all(|l| l.starts_with("gpuaff: ")));
+        }
+    }
+}
+
+#[test]
+fn children_get_their_own_rank_binding() {
+    // srun (SLURM_LOCALID=0) → an agent bound to CPU 0 → workers with LOCAL_RANK=1 and 0.
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-split");
+    let threads = c_program("threads", false);
+    let t = threads.display();
+    let script = format!(
+        "echo parent $(grep Cpus_allowed_list /proc/$$/status | cut -f2); \
+         echo child 1; LOCAL_RANK=1 {t} 2 0; \
+         echo child 0; LOCAL_RANK=0 {t} 2 1; \
+         echo child none; env -u SLURM_LOCALID {t} 2 1"
+    );
+    let run = Proc::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .preload()
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("GPU_AFFINITY_MODE", "node")
+        .env("SLURM_LOCALID", "0")
+        .run();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stderr, "", "{}", run.describe());
+    assert!(run.stdout.starts_with("parent 0\n"), "{}", run.describe());
+    let sections: Vec<&str> = run.stdout.split("child ").skip(1).collect();
+    assert_eq!(sections.len(), 3, "{}", run.describe());
+    let tid_of = |section: &str, prefix: &str| -> String {
+        section
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("tid=")))
+            .unwrap_or_else(|| panic!("no {prefix} line in {section}"))
+            .to_string()
+    };
+    for (section, want) in sections.iter().zip(["1", "0", "0"]) {
+        let attr = tid_of(section, "thread 0 ");
+        // Without a rank of its own nothing is bound by gpuaff in the last child: the thread created
+        // by the attribute thread inherits that thread's mask.
+        let sub = tid_of(section, "thread sub");
+        let unbound = section.starts_with("none");
+        let tasks: Vec<_> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("task "))
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(tid, _)| *tid != attr && !(unbound && *tid == sub))
+            .collect();
+        assert!(tasks.len() >= 2, "{section}");
+        for (tid, cpus) in tasks {
+            assert_eq!(cpus, want, "child section {section:?}: thread {tid}");
+        }
+    }
+}
+
+#[test]
+fn fork_while_threads_are_created_does_not_deadlock() {
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    let run = Proc::new(c_program("forks", false))
+        .preload()
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", "1")
+        .env("GPU_AFFINITY_MEMBIND", "preferred")
+        .run();
+    // A deadlock ends in SIGALRM (no exit code).
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout, "ok\n", "{}", run.describe());
+}
+
+#[test]
+fn no_local_rank_means_nothing_happens() {
+    let own = own_cpus();
+    let run = Proc::new(c_program("threads", false))
+        .arg("2")
+        .arg("0")
+        .preload()
+        .env("GPU_AFFINITY_VERBOSE", "1")
+        .env("GPU_AFFINITY_MODE", "nonsense")
+        .run();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stderr, "", "{}", run.describe());
+    assert_eq!(run.field("main ", "cpus"), Some(own));
+}
+
+#[test]
+fn a_refused_memory_policy_degrades_with_one_warning_per_step() {
+    // two-gpu-split puts GPU 1 on node 1; where this machine has no node 1 the kernel refuses every
+    // policy on it (EINVAL), and bind degrades to preferred, then to none.
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-split");
+    let node1 = std::path::Path::new("/sys/devices/system/node/node1").exists();
+    let run = Proc::new(c_program("threads", false))
+        .arg("2")
+        .arg("0")
+        .preload()
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", "1")
+        .env("GPU_AFFINITY_MEMBIND", "bind")
+        .run();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.field("main ", "cpus").as_deref(), Some("1"));
+    let policy = run.field("main ", "mempolicy").expect("mempolicy");
+    if node1 && policy == "2:2" {
+        assert_eq!(run.stderr, "", "{}", run.describe());
+        return;
+    }
+    assert_eq!(
+        run.stderr_lines(),
+        [
+            "gpuaff: set_mempolicy(bind on nodes 1) refused: Invalid argument; using preferred instead",
+            "gpuaff: set_mempolicy(preferred on nodes 1) refused: Invalid argument; using none instead",
+        ],
+        "{}",
+        run.describe()
+    );
+    assert_eq!(policy, "0:0", "the default policy stays");
+
+    // Strict: the refusal is fatal.
+    let strict = Proc::new(c_program("threads", false))
+        .arg("2")
+        .arg("0")
+        .preload()
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", "1")
+        .env("GPU_AFFINITY_MEMBIND", "bind")
+        .env("GPU_AFFINITY_STRICT", "1")
+        .run();
+    assert_eq!(strict.code(), Some(66), "{}", strict.describe());
+    assert_eq!(strict.stderr_lines().len(), 1, "{}", strict.describe());
+}
