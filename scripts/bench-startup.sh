@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Start-up cost of libgpuaff.so against its baselines and the alternatives, measured side by side in
+# one hyperfine run (medians of many runs; a markdown table of medians and ratios on stdout).
+#
+# Usage: scripts/bench-startup.sh [RUNS]   (default 300 runs per /bin/true command, RUNS/3 per python3
+#                                         command; about 2 minutes)
+# Needs: hyperfine, numactl, hwloc (hwloc-bind), cc, python3, and a release build (the script runs
+# `cargo build --release`). Uses CARGO_TARGET_DIR when set.
+#
+# The binding case: this script writes the 256-CPU, 8-GPU fixture `gpuaff-fixture write-scaled 256 8`
+# (8 sockets x 2 NUMA nodes x 8 cores x SMT2; GPU 0 on node 0 = CPUs 0-7,128-135) and preloads with
+# LOCAL_RANK=0 GPU_AFFINITY_FSROOT=<it>. The shim reads the whole 256-CPU tree and plans there, then
+# intersects with the CPUs this process may really use: rank 0's CPUs include CPU 0, which exists on
+# any machine, so the binding really happens (sched_setaffinity on every thread) wherever this runs.
+# The alternatives bind the same CPU: `taskset -c 0`, `numactl --physcpubind=0`, and `hwloc-bind core:0`
+# reading the same fixture through HWLOC_FSROOT (HWLOC_THISSYSTEM=1, since hwloc otherwise treats a
+# foreign fsroot as another machine and silently binds nothing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-300}
+
+missing=()
+for tool in hyperfine numactl hwloc-bind cc python3; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bench-startup: missing ${missing[*]}; install with: apt-get install -y hyperfine numactl hwloc gcc python3" >&2
+    exit 2
+fi
+
+target=${CARGO_TARGET_DIR:-target}
+cargo build --release --quiet -p gpuaff -p gpuaff-fixtures
+lib=$(realpath "$target/release/libgpuaff.so")
+work=$(mktemp -d "${TMPDIR:-/tmp}/gpuaff-bench-startup.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cc -O2 -shared -fPIC -o "$work/empty.so" scripts/empty.c
+fx="$work/s256"
+# The interpreter itself: `python3` on PATH may be a wrapper script (pyenv shims start ~40 processes).
+py=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
+"$target/release/gpuaff-fixture" write-scaled 256 8 "$fx" >/dev/null
+
+# Check that each binding case really binds CPU 0 before timing it.
+check() {
+    local got
+    got=$("$@" grep Cpus_allowed_list /proc/self/status 2>/dev/null | awk '{print $2}')
+    if [ "$got" != "0" ]; then
+        echo "bench-startup: '$*' bound CPUs '$got', expected 0" >&2
+        exit 1
+    fi
+}
+bind=(env "LD_PRELOAD=$lib" LOCAL_RANK=0 "GPU_AFFINITY_FSROOT=$fx")
+hwloc=(env HWLOC_THISSYSTEM=1 "HWLOC_FSROOT=$fx" hwloc-bind core:0 --)
+check "${bind[@]}"
+check env taskset -c 0
+check env numactl --physcpubind=0
+check "${hwloc[@]}"
+
+# Every command starts with `env` (one exec) so that the environment differs without a shell.
+names=() cmds=()
+add() { names+=("$1"); cmds+=("$2"); }
+add "/bin/true" "env /bin/true"
+add "empty C preload" "env LD_PRELOAD=$work/empty.so /bin/true"
+add "libgpuaff, no rank" "env LD_PRELOAD=$lib /bin/true"
+add "libgpuaff, rank 0, dry run (256 CPUs)" "env LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_FSROOT=$fx GPU_AFFINITY_DRY_RUN=1 /bin/true"
+add "libgpuaff, rank 0 bound (256 CPUs)" "env LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_FSROOT=$fx /bin/true"
+add "taskset -c 0" "env taskset -c 0 /bin/true"
+add "numactl --physcpubind=0" "env numactl --physcpubind=0 /bin/true"
+add "hwloc-bind core:0 (fixture via HWLOC_FSROOT)" "env HWLOC_THISSYSTEM=1 HWLOC_FSROOT=$fx hwloc-bind core:0 -- /bin/true"
+add "hwloc-bind core:0 (this machine)" "env hwloc-bind core:0 -- /bin/true"
+ntrue=${#cmds[@]}
+add "python3 -c pass" "env $py -c pass"
+add "python3, empty C preload" "env LD_PRELOAD=$work/empty.so $py -c pass"
+add "python3, libgpuaff, no rank" "env LD_PRELOAD=$lib $py -c pass"
+add "python3, libgpuaff, rank 0 bound (256 CPUs)" "env LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_FSROOT=$fx $py -c pass"
+
+true_args=() py_args=()
+for i in "${!cmds[@]}"; do
+    if [ "$i" -lt "$ntrue" ]; then
+        true_args+=(-n "${names[$i]}" "${cmds[$i]}")
+    else
+        py_args+=(-n "${names[$i]}" "${cmds[$i]}")
+    fi
+done
+# hyperfine runs one command's runs back to back; three rounds spread slow drifts of a shared machine
+# over every command, and the medians pool all rounds.
+rounds=3
+for round in $(seq $rounds); do
+    hyperfine -N --style none --warmup 10 --runs $(((runs + rounds - 1) / rounds)) \
+        --export-json "$work/startup-$round-a.json" "${true_args[@]}" >/dev/null 2>&1
+    hyperfine -N --style none --warmup 3 --runs $(((runs / 3 + rounds - 1) / rounds)) \
+        --export-json "$work/startup-$round-b.json" "${py_args[@]}" >/dev/null 2>&1
+done
+
+python3 - "$work" "$rounds" <<'EOF'
+import json, statistics, sys
+times = {}
+order = []
+for k in range(1, int(sys.argv[2]) + 1):
+    for part in "ab":
+        for r in json.load(open(f"{sys.argv[1]}/startup-{k}-{part}.json"))["results"]:
+            if r["command"] not in times:
+                order.append(r["command"])
+            times.setdefault(r["command"], []).extend(r["times"])
+res = [{"command": c, "times": times[c]} for c in order]
+med = {c: statistics.median(t) for c, t in times.items()}
+def base(name):
+    if name.startswith("python3"):
+        return "python3 -c pass"
+    return "/bin/true"
+floor = {"/bin/true": "empty C preload", "python3 -c pass": "python3, empty C preload"}
+print(f"{len(res[0]['times'])} runs per /bin/true command, {len(res[-1]['times'])} per python3 command, "
+      f"in {sys.argv[2]} rounds of hyperfine; medians.\n")
+print("| command | median (ms) | ratio to baseline | added (ms) | vs empty preload (ms) |")
+print("|---|---:|---:|---:|---:|")
+for r in res:
+    n = r["command"]; b = base(n); m = med[n]
+    ratio = m / med[b]
+    added = (m - med[b]) * 1e3
+    vs_empty = (m - med[floor[b]]) * 1e3
+    print(f"| {n} | {m*1e3:.3f} | {ratio:.3f} | {added:+.3f} | {vs_empty:+.3f} |")
+EOF
