@@ -31,7 +31,9 @@ fi
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release --quiet -p gpuaff -p gpuaff-fixtures
 lib=$(realpath "$target/release/libgpuaff.so")
-work=$(mktemp -d "${TMPDIR:-/tmp}/gpuaff-bench-startup.XXXXXX")
+base=${TMPDIR:-/dev/shm}
+[ -w "$base" ] || base=/tmp
+work=$(mktemp -d "$base/gpuaff-bench-startup.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cc -O2 -shared -fPIC -o "$work/empty.so" scripts/empty.c
 fx="$work/s256"
