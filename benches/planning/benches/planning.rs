@@ -1,5 +1,6 @@
-//! Planning time as machines grow: `Machine::load` (the sysfs read) and `plan_all` separately, and
-//! the whole of what the shim does before binding (`load` + `resolve_visible` + `plan_request` for
+//! Planning time as machines grow: `Machine::load` (the sysfs read), `plan_all` (every rank, as
+//! `gpuaff plan` does) and `plan_request` for rank 0 (what the shim plans) separately, and the whole
+//! of what the shim does before binding (`load` + `resolve_visible` + `plan_request` for
 //! rank 0). Each fixture tree is written once (gpuaff_fixtures::cached, under scratch_root(): tmpfs
 //! when /dev/shm is writable) and read many times.
 //!
@@ -74,8 +75,10 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    // 10 samples: plan_all at 4,096 CPUs and 72 GPUs takes about a second.
     let mut g = c.benchmark_group("plan_all");
-    g.warm_up_time(Duration::from_millis(500))
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     for (label, req, m) in &trees {
         let visible = match resolve_visible(&m.gpus, None, DeviceOrder::FastestFirst) {
@@ -91,6 +94,22 @@ fn bench(c: &mut Criterion) {
                     &req.plan,
                 )
             })
+        });
+    }
+    g.finish();
+
+    // The shim plans one rank only.
+    let mut g = c.benchmark_group("plan_rank0");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (label, req, m) in &trees {
+        let visible = match resolve_visible(&m.gpus, None, DeviceOrder::FastestFirst) {
+            Ok(v) => v,
+            Err(e) => panic!("{label}: {e}"),
+        };
+        g.bench_with_input(BenchmarkId::from_parameter(label), m, |b, m| {
+            b.iter(|| plan::plan_request(black_box(req), m, &visible))
         });
     }
     g.finish();
