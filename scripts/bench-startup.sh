@@ -121,3 +121,19 @@ for r in res:
     vs_empty = (m - med[floor[b]]) * 1e3
     print(f"| {n} | {m*1e3:.3f} | {ratio:.3f} | {added:+.3f} | {vs_empty:+.3f} |")
 EOF
+
+# CPU time and page faults of the load itself, where perf is available (less noisy than wall time):
+# the no-rank library against the empty preload, and an empty preload that also needs libgcc_s.so.1
+# (libgpuaff needs it for unwinding), which tells how much of the difference that library is.
+if command -v perf >/dev/null 2>&1 && perf stat -e task-clock true >/dev/null 2>&1; then
+    cc -O2 -shared -fPIC -o "$work/empty_gcc.so" scripts/empty.c -Wl,--no-as-needed -lgcc_s
+    echo
+    echo "perf stat -r 300 (mean CPU time and page faults of the whole process, /bin/true):"
+    echo
+    echo "| preload | task-clock (ms) | page faults |"
+    echo "|---|---:|---:|"
+    for p in "empty C preload=$work/empty.so" "empty C preload + libgcc_s=$work/empty_gcc.so" "libgpuaff, no rank=$lib"; do
+        perf stat -x, -e task-clock,page-faults -r 300 env "LD_PRELOAD=${p#*=}" /bin/true 2>&1 >/dev/null |
+            awk -F, -v n="${p%%=*}" '$3 ~ /task-clock/ {t=$1} $3 ~ /page-faults/ {f=$1} END {printf "| %s | %.3f | %d |\n", n, t, f}'
+    done
+fi
