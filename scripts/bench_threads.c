@@ -1,6 +1,7 @@
 /* pthread_create + pthread_join, one thread at a time, timed with CLOCK_MONOTONIC.
- * Usage: bench_threads [THREADS [attr]]   (default 10000; `attr`: create every thread with an
- * attribute carrying the process's own CPU mask, as the gpuaff hook does for a NULL attribute)
+ * Usage: bench_threads [THREADS [attr|syscall]]   (default 10000; `attr`: create every thread with
+ * an attribute carrying the process's own CPU mask, as the gpuaff hook does for a NULL attribute;
+ * `syscall`: instead time THREADS sched_getaffinity calls, the price of one cheap system call)
  * Prints one line: "<ns per thread> <threads> <cpus allowed in a new thread>".
  * Build: cc -O2 -pthread -o bench_threads scripts/bench_threads.c */
 #define _GNU_SOURCE
@@ -38,6 +39,17 @@ int main(int argc, char **argv) {
     if (n <= 0) {
         fprintf(stderr, "bench_threads: THREADS must be a positive integer, got %s\n", argv[1]);
         return 2;
+    }
+    if (argc > 2 && argv[2][0] == 's') {
+        cpu_set_t set;
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        for (long i = 0; i < n; i++)
+            sched_getaffinity(0, sizeof set, &set);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
+        printf("%.1f %ld %d\n", ns / (double)n, n, CPU_COUNT(&set));
+        return 0;
     }
     static pthread_attr_t with_mask;
     if (argc > 2 && argv[2][0] == 'a') {
