@@ -10,14 +10,13 @@
 //! the recorded original as its starting mask, so its own rank's CPUs are planned within the parent's
 //! original allowed set (the kernel lets it widen within the cgroup). A child whose mask is anything
 //! else (someone narrowed it on purpose) starts from its own mask. The variable is internal: users do
-//! not set it.
+//! not set it. Only the constructor records it (it runs before any other thread could read the
+//! environment); an explicit `gpu_affinity_set` does not touch the environment, so children of a
+//! process bound that way start from the narrowed mask.
 
 use crate::apply;
 use crate::msg::Warnings;
-use gpuaff_core::gpu::{resolve_visible, DeviceOrder};
-use gpuaff_core::{
-    plan, AllowedFrom, CpuSet, Error, Machine, MemBind, Mode, RankPlan, Request, Result, Threads,
-};
+use gpuaff_core::{AllowedFrom, CpuSet, Error, MemBind, Mode, RankPlan, Request, Result, Threads};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
@@ -155,18 +154,27 @@ pub struct Outcome {
     pub original: CpuSet,
 }
 
+/// Where the allowed set starts (DESIGN.md): on this machine, the process's original mask; under a
+/// foreign fsroot (a snapshot, a fixture), the snapshot's cgroup cpuset or its online CPUs — the plan
+/// is the snapshot's, and CPUs this machine lacks then fail at apply time with a clear message.
+fn allowed_from(req: &Request, original: &CpuSet) -> AllowedFrom {
+    if req.fsroot == std::path::Path::new("/") {
+        AllowedFrom::Process(original.clone())
+    } else {
+        AllowedFrom::Snapshot
+    }
+}
+
 /// Plans `req` and, for `Effect::Apply` without dry run, binds every thread of the process and sets the
 /// memory policy. On error nothing was changed (except, in strict mode, a refused memory policy, where
 /// the calling thread's CPU mask is restored before returning).
 pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
     let mut warnings = Warnings::default();
     let (original, ours) = starting_masks()?;
-    let machine = Machine::load(req, AllowedFrom::Process(original.clone()))?;
-    warnings.extend(machine.warnings.iter().cloned());
-    let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
-    let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
-    warnings.extend(visible.warnings.iter().cloned());
-    let plan = plan::plan_request(req, &machine, &visible)?;
+    // Reads only what this mode needs; re-plans on the whole machine when that cannot vouch.
+    let session = gpuaff_core::session::plan_for_process(req, allowed_from(req, &original))?;
+    warnings.extend(session.warnings.iter().cloned());
+    let plan = session.plan;
     if req.strict && plan.fallback {
         return Err(Error::unplannable(format!(
             "GPU {} ({}) has no allowed CPU of its own: {}",

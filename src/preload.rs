@@ -5,7 +5,7 @@
 
 use crate::bind::{self, Effect, INHERITED_VAR};
 use crate::msg;
-use gpuaff_core::{config, Request, Threads};
+use gpuaff_core::{config, ErrorKind, Request, Threads};
 use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
@@ -55,6 +55,10 @@ static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
 /// Our copy of std's panic hook prints one `gpuaff:` line instead of std's multi-line report (the host
 /// program, even a Rust one, has its own std and its own hook).
 pub fn quiet_panics() {
+    // Unit tests keep the test harness's hook.
+    if cfg!(test) {
+        return;
+    }
     PANIC_HOOK.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
             msg::line(&format!(
@@ -105,6 +109,12 @@ pub fn on_load() {
                     req.plan.mode,
                     std::process::id(),
                 ));
+            }
+        }
+        // A CPU-only machine or process is not a problem to report: stay quiet unless asked.
+        Err(e) if e.kind() == ErrorKind::NoGpu && !req.strict => {
+            if req.verbose {
+                msg::line(&format!("{e}; nothing to bind"));
             }
         }
         Err(e) => fail(&e, req.strict),
@@ -174,6 +184,30 @@ unsafe fn attr_has_affinity(attr: *const libc::pthread_attr_t) -> bool {
     rc != 0 || set.iter().any(|&w| w != u64::MAX)
 }
 
+/// True when the calling thread's mask lies inside the binding: exactly it, or a narrower mask someone
+/// chose inside it (a pinned worker). Its new threads inherit that mask, which is already inside, so
+/// the hook leaves them alone. Allocation-free.
+fn creator_is_inside(b: &bind::Binding) -> bool {
+    let mut set = [0u64; 16];
+    // SAFETY: the kernel writes at most size_of_val(&set) bytes.
+    let n = unsafe {
+        libc::sched_getaffinity(
+            0,
+            std::mem::size_of_val(&set),
+            set.as_mut_ptr().cast::<libc::cpu_set_t>(),
+        )
+    };
+    if n != 0 {
+        return false; // more than 1024 CPUs: take the general path
+    }
+    let want = b.cpus.words();
+    set.iter().any(|w| *w != 0)
+        && set
+            .iter()
+            .enumerate()
+            .all(|(i, w)| w & !want.get(i).copied().unwrap_or(0) == 0)
+}
+
 struct Start {
     routine: Option<StartRoutine>,
     arg: *mut c_void,
@@ -220,6 +254,12 @@ enum Route {
 unsafe fn route(attr: *const libc::pthread_attr_t) -> Option<Route> {
     let b = bind::active()?;
     if b.threads == Threads::Off {
+        return None;
+    }
+    // The common case: the creator is inside the binding and the new thread inherits its mask; one
+    // cheap query instead of a sched_setaffinity on every new thread.
+    let inherits = b.membind == gpuaff_core::MemBind::None && creator_is_inside(b);
+    if inherits && (attr.is_null() || !attr_has_affinity(attr)) {
         return None;
     }
     if attr.is_null() {

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 
 /// What a case runs against.
+#[derive(Clone, Copy)]
 enum Root {
     Fixture(&'static str),
     NoGpu,
@@ -12,24 +13,24 @@ enum Root {
     Missing,
 }
 
-struct Case {
-    name: &'static str,
+struct Case<'a> {
+    name: &'a str,
     root: Root,
-    env: &'static [(&'static str, &'static str)],
+    env: &'a [(&'a str, &'a str)],
 }
 
 const fn case(
     name: &'static str,
     root: Root,
     env: &'static [(&'static str, &'static str)],
-) -> Case {
+) -> Case<'static> {
     Case { name, root, env }
 }
 
 use Root::*;
 const LOCAL: Root = Fixture("two-gpu-local");
 
-fn cases() -> Vec<Case> {
+fn cases() -> Vec<Case<'static>> {
     vec![
         case("rank not a number", LOCAL, &[("LOCAL_RANK", "abc")]),
         case("negative rank", LOCAL, &[("LOCAL_RANK", "-1")]),
@@ -57,7 +58,6 @@ fn cases() -> Vec<Case> {
         ),
         case("missing fsroot", Missing, &[("LOCAL_RANK", "0")]),
         case("empty fsroot", Empty, &[("LOCAL_RANK", "0")]),
-        case("machine without GPU", NoGpu, &[("LOCAL_RANK", "0")]),
         case(
             "bad membind",
             LOCAL,
@@ -97,11 +97,6 @@ fn cases() -> Vec<Case> {
             "CUDA_VISIBLE_DEVICES garbage",
             LOCAL,
             &[("LOCAL_RANK", "0"), ("CUDA_VISIBLE_DEVICES", "garbage")],
-        ),
-        case(
-            "no visible GPU",
-            LOCAL,
-            &[("LOCAL_RANK", "0"), ("CUDA_VISIBLE_DEVICES", "")],
         ),
         case(
             "bad device order",
@@ -221,4 +216,66 @@ fn bad_inputs_in_strict_mode_exit_66() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// No GPU is not an error to shout about: a CPU-only machine (or a process given
+/// `CUDA_VISIBLE_DEVICES=""`) runs untouched and silent; verbose says why; strict still refuses.
+#[test]
+fn no_gpu_is_silent_unless_verbose() {
+    require_cpus_0_and_1();
+    let own = own_cpus();
+    let cases = [
+        case("machine without GPU", NoGpu, &[("LOCAL_RANK", "0")]),
+        case(
+            "CUDA_VISIBLE_DEVICES empty",
+            LOCAL,
+            &[("LOCAL_RANK", "0"), ("CUDA_VISIBLE_DEVICES", "")],
+        ),
+    ];
+    for c in cases {
+        let Case { name, root, env } = c;
+        let quiet = run_case(&c, false);
+        assert_eq!(quiet.code(), Some(0), "{name}\n{}", quiet.describe());
+        assert!(
+            quiet.stderr.is_empty(),
+            "{name}: silent\n{}",
+            quiet.describe()
+        );
+        assert!(
+            quiet.stdout.ends_with("done\n"),
+            "{name}\n{}",
+            quiet.describe()
+        );
+        let main_cpus = quiet.field("main", "cpus");
+        assert_eq!(
+            main_cpus.as_deref(),
+            Some(own.as_str()),
+            "{name}: unbound\n{}",
+            quiet.describe()
+        );
+
+        let mut envs: Vec<(&str, &str)> = env.to_vec();
+        envs.push(("GPU_AFFINITY_VERBOSE", "1"));
+        let verbose = Case {
+            name,
+            root,
+            env: &envs,
+        };
+        let loud = run_case(&verbose, false);
+        let lines = loud.stderr_lines();
+        assert_eq!(loud.code(), Some(0), "{name}\n{}", loud.describe());
+        assert!(
+            lines.len() == 1 && lines[0].ends_with("nothing to bind"),
+            "{name}\n{}",
+            loud.describe()
+        );
+
+        let strict = run_case(&verbose, true);
+        assert_eq!(
+            strict.code(),
+            Some(66),
+            "{name}: strict\n{}",
+            strict.describe()
+        );
+    }
 }

@@ -204,5 +204,46 @@ fn header_compiles_as_c99_and_cxx11() {
 }
 
 fn libc_einval() -> i32 {
-    22
+    libc::EINVAL
+}
+
+/// A machine without an NVIDIA GPU: the call changes nothing and says so with -ENODEV.
+#[test]
+fn no_gpu_is_enodev_with_a_clear_message() {
+    let fx = fixture_spec(&gpuaff_fixtures::Spec::new("no-gpu", 1, 1, 2, 1));
+    let py = "import ctypes,os,sys\n\
+              lib=ctypes.CDLL(sys.argv[1])\n\
+              lib.gpu_affinity_strerror.restype=ctypes.c_char_p\n\
+              lib.gpu_affinity_last_error.restype=ctypes.c_char_p\n\
+              before=os.sched_getaffinity(0)\n\
+              n=lib.gpu_affinity_set(0,0,None,None,0)\n\
+              print(n)\n\
+              print(lib.gpu_affinity_strerror(n).decode())\n\
+              print(lib.gpu_affinity_last_error().decode())\n\
+              print(os.sched_getaffinity(0)==before)";
+    let run = Proc::new("python3")
+        .args(["-c", py])
+        .arg(so_path())
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .run();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(format!("-{}", libc::ENODEV).as_str()),
+        "{}",
+        run.describe()
+    );
+    assert!(lines[1].starts_with("no usable GPU"), "{}", run.describe());
+    assert!(
+        lines[2].starts_with("no NVIDIA GPU found under"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(lines[3], "True", "affinity unchanged\n{}", run.describe());
+    assert!(
+        run.stderr.is_empty(),
+        "the C API reports through its return value\n{}",
+        run.describe()
+    );
 }

@@ -280,3 +280,70 @@ fn a_refused_memory_policy_degrades_with_one_warning_per_step() {
     assert_eq!(strict.code(), Some(66), "{}", strict.describe());
     assert_eq!(strict.stderr_lines().len(), 1, "{}", strict.describe());
 }
+
+#[test]
+fn threads_from_an_earlier_constructor_are_bound() {
+    // early.so is preloaded after libgpuaff.so, so its constructor runs first and creates a thread
+    // (through the hook, before gpuaff's constructor ran): the binding scan must catch it.
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    let preload = format!("{} {}", so_path().display(), c_library("early").display());
+    let run = Proc::new(c_program("threads", false))
+        .arg("2")
+        .arg("0")
+        .env("LD_PRELOAD", &preload)
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", "1")
+        .run();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    // main, the early thread, 2 threads and "sub"
+    assert_eq!(run.tasks().len(), 5, "{}", run.describe());
+    assert_all_tasks(&run, "1", &[attr_tid(&run)]);
+}
+
+/// A thread that pins itself inside the binding passes its narrower mask on to its children; one that
+/// pins itself outside has its children brought back inside.
+#[test]
+fn pinned_workers_keep_their_narrower_mask_for_children() {
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    let pinned = |mode: &str, rank: &str| {
+        Proc::new(c_program("pinned", false))
+            .args(["1", "0"])
+            .preload()
+            .env("GPU_AFFINITY_FSROOT", fx.path())
+            .env("GPU_AFFINITY_MODE", mode)
+            .env("LOCAL_RANK", rank)
+            .run()
+    };
+    // Mode node binds CPUs 0-1: both workers pin inside it, and their children inherit 1 and 0.
+    let run = pinned("node", "0");
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(
+        run.field("inner child", "cpus").as_deref(),
+        Some("1"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.field("outer child", "cpus").as_deref(),
+        Some("0"),
+        "{}",
+        run.describe()
+    );
+    // Rank 1 binds CPU 1: the worker pinned to CPU 0 is outside, so its child starts on CPU 1.
+    let run = pinned("socket_unique_contiguous", "1");
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(
+        run.field("inner child", "cpus").as_deref(),
+        Some("1"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.field("outer child", "cpus").as_deref(),
+        Some("1"),
+        "{}",
+        run.describe()
+    );
+}

@@ -11,8 +11,11 @@ pub enum ErrorKind {
     InvalidInput,
     /// A sysfs/procfs file is missing, unreadable or malformed.
     Machine,
-    /// No usable GPU (none present, none visible, or the requested one does not exist).
+    /// No usable GPU (none visible, or the requested one does not exist).
     NoDevice,
+    /// The machine has no NVIDIA GPU at all (or no driver), or this process was given none
+    /// (`CUDA_VISIBLE_DEVICES=""`): nothing to do, which the preload keeps quiet about.
+    NoGpu,
     /// The plan cannot be made (e.g. no allowed CPU anywhere near the GPU, and strict).
     Unplannable,
     /// The kernel refused a change (sched_setaffinity, set_mempolicy).
@@ -47,6 +50,9 @@ impl Error {
     }
     pub fn no_device(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::NoDevice, msg)
+    }
+    pub fn no_gpu(msg: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NoGpu, msg)
     }
     pub fn unplannable(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unplannable, msg)
@@ -97,7 +103,7 @@ impl Error {
         match self.kind {
             ErrorKind::InvalidInput => libc::EINVAL,
             ErrorKind::Machine => self.os_errno.unwrap_or(libc::EIO),
-            ErrorKind::NoDevice => libc::ENODEV,
+            ErrorKind::NoDevice | ErrorKind::NoGpu => libc::ENODEV,
             ErrorKind::Unplannable => libc::EDOM,
             ErrorKind::Os => self.os_errno.unwrap_or(libc::EPERM),
             ErrorKind::Nvml => libc::ELIBACC,
@@ -131,6 +137,7 @@ mod tests {
         assert!(e.to_string().contains("GPU_AFFINITY_MODE"));
         assert_eq!(e.errno(), libc::EINVAL);
         assert_eq!(Error::no_device("x").errno(), libc::ENODEV);
+        assert_eq!(Error::no_gpu("x").errno(), libc::ENODEV);
         assert_eq!(Error::os(libc::ESRCH, "x").errno(), libc::ESRCH);
         assert_eq!(
             Error::machine("x").context("topology").message(),

@@ -272,7 +272,21 @@ pub fn discover_sysfs(fs: &crate::sysfs::Fs) -> crate::Result<Vec<Gpu>> {
         let Some(bdf) = normalize_bdf(&name) else {
             continue;
         };
+        // With the driver's procfs, only what it lists can be a GPU of this process: the other PCI
+        // functions (hundreds on a real server) cost no reads at all.
+        let in_proc = proc_dirs.as_ref().map(|d| d.contains(&bdf));
+        if in_proc == Some(false) {
+            continue;
+        }
         let dir = format!("{PCI_DIR}/{name}");
+        // Vendor first: one read rejects every non-NVIDIA function, odd class files included.
+        let nvidia = match fs.read_str(&format!("{dir}/vendor"))? {
+            Some(v) => parse_hex(&v) == Some(0x10de),
+            None => in_proc == Some(true),
+        };
+        if !nvidia {
+            continue;
+        }
         let class = match fs.read_str(&format!("{dir}/class"))? {
             Some(c) => parse_hex(&c).ok_or_else(|| {
                 crate::Error::file(
@@ -283,14 +297,6 @@ pub fn discover_sysfs(fs: &crate::sysfs::Fs) -> crate::Result<Vec<Gpu>> {
             None => continue,
         };
         if !matches!(class >> 8, 0x0300 | 0x0302) {
-            continue;
-        }
-        let in_proc = proc_dirs.as_ref().map(|d| d.contains(&bdf));
-        let nvidia = match fs.read_str(&format!("{dir}/vendor"))? {
-            Some(v) => parse_hex(&v) == Some(0x10de),
-            None => in_proc == Some(true),
-        };
-        if !nvidia || in_proc == Some(false) {
             continue;
         }
         let numa_node = fs

@@ -12,6 +12,7 @@ pub mod machine;
 pub mod nvml;
 pub mod plan;
 pub mod render;
+pub mod session;
 pub mod sysfs;
 pub mod topology;
 

@@ -27,7 +27,9 @@ pub struct Machine {
 }
 
 use crate::config::{Request, Source};
+use crate::plan::{Cores, Mode, PlanOptions};
 use crate::sysfs::Fs;
+use crate::topology::{self, Facts, NodeFacts, Want};
 use std::path::Path;
 
 impl Machine {
@@ -49,32 +51,7 @@ impl Machine {
         nvml: &dyn Fn(Option<&Path>) -> crate::Result<Vec<Gpu>>,
     ) -> crate::Result<Machine> {
         let (topology, mut warnings) = Topology::load_with_warnings(fs, &allowed)?;
-        let gpus = match req.source {
-            Source::Sysfs => crate::gpu::discover_sysfs(fs)?,
-            Source::Nvml => nvml(req.nvml_lib.as_deref())?,
-            Source::Auto => {
-                let sysfs = crate::gpu::discover_sysfs(fs)?;
-                if needs_nvml(&sysfs, req.cuda_visible_devices.as_deref()) {
-                    match nvml(req.nvml_lib.as_deref()) {
-                        Ok(nv) if sysfs.is_empty() => nv,
-                        Ok(nv) => {
-                            let (merged, w) = crate::nvml::reconcile(&sysfs, &nv);
-                            warnings.extend(w);
-                            merged
-                        }
-                        Err(e) => {
-                            warnings.push(format!(
-                                "CUDA_VISIBLE_DEVICES names GPUs by UUID, which sysfs cannot \
-                                 resolve, and NVML is unavailable ({e}); using sysfs only"
-                            ));
-                            sysfs
-                        }
-                    }
-                } else {
-                    sysfs
-                }
-            }
-        };
+        let gpus = load_gpus(fs, req, nvml, &mut warnings)?;
         Ok(Machine {
             topology,
             gpus,
@@ -82,6 +59,237 @@ impl Machine {
             files_read: fs.files_read(),
         })
     }
+
+    /// Reads only what a plan of the kind `need` describes: the online CPUs, the NUMA nodes, the
+    /// allowed set and the GPUs in full, and the cores, complexes and packages that `need` names,
+    /// for the CPUs near the machine's GPUs (`Need::scope`). The topology is partial
+    /// (`Topology::scope`).
+    ///
+    /// Contract: a plan made on this machine for a request whose options `need` covers
+    /// (`need_for(&req.plan)`, or `need(req.plan.mode)`) equals the plan made on `Machine::load`,
+    /// or it has `RankPlan::fallback` set, or it fails: the fallbacks (the allowed set excludes a
+    /// GPU's CPUs) look beyond the scope. `session::plan_for_process` plans again on a full load
+    /// then.
+    pub fn load_for(req: &Request, allowed: AllowedFrom, need: Need) -> crate::Result<Machine> {
+        let fs = Fs::new(&req.fsroot);
+        Self::load_for_fs(&fs, req, allowed, &need, &|lib| crate::nvml::discover(lib))
+    }
+
+    /// As `load_for`, over a given `Fs` and with the NVML query passed in.
+    pub fn load_for_fs(
+        fs: &Fs,
+        req: &Request,
+        allowed: AllowedFrom,
+        need: &Need,
+        nvml: &dyn Fn(Option<&Path>) -> crate::Result<Vec<Gpu>>,
+    ) -> crate::Result<Machine> {
+        let online = topology::read_online(fs)?;
+        let nodes = topology::read_nodes(fs, need.distances)?;
+        let mut warnings = Vec::new();
+        let cgroup = topology::cgroup_cpus(fs, &online)?;
+        let allowed_cpus =
+            topology::allowed_set(&online, &allowed, cgroup.as_ref(), &mut warnings)?;
+        let gpus = load_gpus(fs, req, nvml, &mut warnings)?;
+        let scope = match need.scope {
+            NeedScope::Nothing => Some(CpuSet::new()),
+            NeedScope::Machine => None,
+            NeedScope::GpuNodes => gpu_scope(&online, &nodes, &gpus).map(|s| {
+                // Cores and complexes are only ever taken within the allowed set; packages whole.
+                if need.packages {
+                    s
+                } else {
+                    s.intersection(&allowed_cpus)
+                }
+            }),
+        };
+        let want = Want {
+            scope,
+            cores: need.cores,
+            packages: need.packages || need.complexes,
+            complexes: need.complexes,
+            distances: need.distances,
+        };
+        let cpus = topology::read_cpu_facts(fs, &online, &want)?;
+        let facts = Facts {
+            partial: if want.is_everything() {
+                None
+            } else {
+                Some(want)
+            },
+            online,
+            cpus,
+            nodes,
+        };
+        let mut topology = Topology::build(&facts);
+        topology.allowed = allowed_cpus;
+        Ok(Machine {
+            topology,
+            gpus,
+            warnings,
+            files_read: fs.files_read(),
+        })
+    }
+}
+
+/// The GPUs from `req.source` (see `Machine::load_fs`).
+fn load_gpus(
+    fs: &Fs,
+    req: &Request,
+    nvml: &dyn Fn(Option<&Path>) -> crate::Result<Vec<Gpu>>,
+    warnings: &mut Vec<String>,
+) -> crate::Result<Vec<Gpu>> {
+    Ok(match req.source {
+        Source::Sysfs => crate::gpu::discover_sysfs(fs)?,
+        Source::Nvml => nvml(req.nvml_lib.as_deref())?,
+        Source::Auto => {
+            let sysfs = crate::gpu::discover_sysfs(fs)?;
+            if needs_nvml(&sysfs, req.cuda_visible_devices.as_deref()) {
+                match nvml(req.nvml_lib.as_deref()) {
+                    Ok(nv) if sysfs.is_empty() => nv,
+                    Ok(nv) => {
+                        let (merged, w) = crate::nvml::reconcile(&sysfs, &nv);
+                        warnings.extend(w);
+                        merged
+                    }
+                    Err(e) => {
+                        warnings.push(format!(
+                            "CUDA_VISIBLE_DEVICES names GPUs by UUID, which sysfs cannot \
+                             resolve, and NVML is unavailable ({e}); using sysfs only"
+                        ));
+                        sysfs
+                    }
+                }
+            } else {
+                sysfs
+            }
+        }
+    })
+}
+
+/// The CPUs a plan may look at for the machine's GPUs: each GPU's local CPUs and the CPUs of the
+/// nodes holding them or named by its `numa_node`. None (the whole machine) when the machine has
+/// no NUMA nodes or a GPU's locality is unknown.
+fn gpu_scope(online: &CpuSet, nodes: &[NodeFacts], gpus: &[Gpu]) -> Option<CpuSet> {
+    if nodes.is_empty() {
+        return None;
+    }
+    let mut scope = CpuSet::new();
+    for g in gpus {
+        let local = g.local_cpus.intersection(online);
+        let mut near = local.clone();
+        for n in nodes {
+            let cpus = n.cpus.intersection(online);
+            if g.numa_node == Some(n.id) || cpus.intersects(&local) {
+                near = near.union(&cpus);
+            }
+        }
+        if near.is_empty() {
+            return None;
+        }
+        scope = scope.union(&near);
+    }
+    Some(scope)
+}
+
+/// Which CPUs a plan looks at in detail (see `Need`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NeedScope {
+    /// None: the plan needs no per-CPU fact.
+    Nothing,
+    /// The CPUs near the machine's GPUs: their local CPUs and the CPUs of their nodes.
+    GpuNodes,
+    /// Every online CPU.
+    Machine,
+}
+
+/// What a plan needs to read, beyond the online CPUs, the NUMA nodes' CPUs, the allowed set and
+/// the GPUs (always read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need {
+    /// The CPUs whose cores and complexes are read.
+    pub scope: NeedScope,
+    /// SMT sibling sets (cores).
+    pub cores: bool,
+    /// Core complexes (the highest-level cache); implies packages (CPUs without cache information
+    /// form one complex per package).
+    pub complexes: bool,
+    /// Packages, for the whole machine (one or two files per package).
+    pub packages: bool,
+    /// NUMA distances. No mode needs them: a GPU on a CPU-less node is placed by its local CPUs.
+    pub distances: bool,
+}
+
+impl Need {
+    /// Everything, as `Machine::load` reads.
+    pub fn everything() -> Need {
+        Need {
+            scope: NeedScope::Machine,
+            cores: true,
+            complexes: true,
+            packages: true,
+            distances: true,
+        }
+    }
+
+    /// Nothing beyond what is always read.
+    pub fn nothing() -> Need {
+        Need {
+            scope: NeedScope::Nothing,
+            cores: false,
+            complexes: false,
+            packages: false,
+            distances: false,
+        }
+    }
+}
+
+/// What a plan in `mode` needs, whatever the other options (`cores`, `balanced`, `nproc`).
+///
+/// - `none`, `map`: nothing (`map` checks its lists against the allowed set only).
+/// - the NVIDIA family, `node`, `exclusive`: the cores near the GPUs (the unique modes split every
+///   participating GPU's local cores, `single_logical` keeps one CPU per core).
+/// - `core-complex`: cores and complexes near the GPUs, and the packages.
+/// - `package`: the packages, and the cores of the whole machine (for `single_logical`).
+pub fn need(mode: Mode) -> Need {
+    let near = |cores, complexes| Need {
+        scope: NeedScope::GpuNodes,
+        cores,
+        complexes,
+        packages: complexes,
+        distances: false,
+    };
+    match mode {
+        Mode::None | Mode::Map => Need::nothing(),
+        Mode::Socket
+        | Mode::SocketSingle
+        | Mode::SocketSingleUnique
+        | Mode::SocketUniqueInterleaved
+        | Mode::SocketUniqueContiguous
+        | Mode::Node
+        | Mode::Exclusive => near(true, false),
+        Mode::CoreComplex => near(true, true),
+        Mode::Package => Need {
+            scope: NeedScope::Machine,
+            cores: true,
+            complexes: false,
+            packages: true,
+            distances: false,
+        },
+    }
+}
+
+/// `need(opts.mode)`, narrowed by the options: `socket`, `node` and `package` with
+/// `all_logical` bind whole CPU sets and need no cores.
+pub fn need_for(opts: &PlanOptions) -> Need {
+    let mut n = need(opts.mode);
+    let whole = matches!(opts.mode, Mode::Socket | Mode::Node | Mode::Package);
+    if whole && opts.cores == Cores::AllLogical {
+        n.cores = false;
+    }
+    if !n.cores && !n.complexes {
+        n.scope = NeedScope::Nothing;
+    }
+    n
 }
 
 /// True when a `CUDA_VISIBLE_DEVICES` entry is a UUID or MIG UUID that `gpus` cannot resolve.
@@ -197,6 +405,95 @@ mod tests {
         g.uuid = None;
         assert!(needs_nvml(&[g], Some("GPU-12")));
         assert!(!needs_nvml(&[], Some("GPU-12")));
+    }
+
+    #[test]
+    fn needs_follow_the_mode_and_options() {
+        let opts = |mode, cores| PlanOptions {
+            mode,
+            cores,
+            ..PlanOptions::default()
+        };
+        assert_eq!(
+            need_for(&opts(Mode::None, Cores::SingleLogical)),
+            Need::nothing()
+        );
+        assert_eq!(
+            need_for(&opts(Mode::Map, Cores::AllLogical)),
+            Need::nothing()
+        );
+        let n = need_for(&opts(Mode::Socket, Cores::AllLogical));
+        assert_eq!((n.scope, n.cores), (NeedScope::Nothing, false));
+        let n = need_for(&opts(Mode::Socket, Cores::SingleLogical));
+        assert_eq!((n.scope, n.cores), (NeedScope::GpuNodes, true));
+        let n = need_for(&opts(Mode::SocketUniqueContiguous, Cores::AllLogical));
+        assert_eq!(
+            (n.scope, n.cores, n.packages),
+            (NeedScope::GpuNodes, true, false)
+        );
+        let n = need_for(&opts(Mode::CoreComplex, Cores::AllLogical));
+        assert!(n.cores && n.complexes && n.packages);
+        let n = need_for(&opts(Mode::Package, Cores::AllLogical));
+        assert_eq!(
+            (n.scope, n.cores, n.packages),
+            (NeedScope::Nothing, false, true)
+        );
+        assert!(Mode::ALL.iter().all(|m| !need(*m).distances));
+    }
+
+    #[test]
+    fn load_for_reads_the_gpu_nodes_only() {
+        // Two nodes of two SMT2 cores; the GPU sits on node 1 (CPUs 2-3, 6-7).
+        let t = TestFs::new("loadfor");
+        t.file("sys/devices/system/cpu/online", "0-7\n")
+            .file("sys/devices/system/node/node0/cpulist", "0-1,4-5\n")
+            .file("sys/devices/system/node/node1/cpulist", "2-3,6-7\n")
+            .file("sys/devices/system/node/node1/distance", "20 10\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/vendor", "0x10de\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/class", "0x030200\n")
+            .file("sys/bus/pci/devices/0000:07:00.0/numa_node", "1\n")
+            .file(
+                "sys/bus/pci/devices/0000:07:00.0/local_cpulist",
+                "2-3,6-7\n",
+            );
+        for c in 0..8 {
+            let d = format!("sys/devices/system/cpu/cpu{c}/topology");
+            let core = c % 4;
+            t.file(
+                &format!("{d}/thread_siblings_list"),
+                &format!("{core},{}\n", core + 4),
+            )
+            .file(&format!("{d}/core_id"), &format!("{core}\n"));
+        }
+        let req = Request {
+            fsroot: t.root.clone(),
+            source: Source::Sysfs,
+            ..Request::default()
+        };
+        let need = need(Mode::SocketUniqueContiguous);
+        let fs = t.fs();
+        let m = Machine::load_for_fs(&fs, &req, AllowedFrom::Snapshot, &need, &|_| {
+            Err(crate::Error::nvml("unused"))
+        })
+        .unwrap();
+        let topo = &m.topology;
+        assert_eq!(topo.scope, Some(CpuSet::parse_list("2-3,6-7").unwrap()));
+        let cores: Vec<String> = topo.cores.iter().map(|c| c.cpus.to_list()).collect();
+        assert_eq!(cores, ["2,6", "3,7"]);
+        assert!(topo.packages.is_empty() && topo.complexes.is_empty());
+        assert!(topo.nodes.iter().all(|n| n.distances.is_empty()));
+        assert_eq!(topo.node_cpus(0), CpuSet::parse_list("0-1,4-5").unwrap());
+        // Two sibling files and two core_ids for the cores, not one per CPU of the machine.
+        let sibling_reads = 2;
+        let full = Machine::load(&req, AllowedFrom::Snapshot).unwrap();
+        assert!(full.topology.scope.is_none());
+        assert_eq!(full.topology.cores.len(), 4);
+        assert!(
+            m.files_read + sibling_reads <= full.files_read,
+            "{} vs {}",
+            m.files_read,
+            full.files_read
+        );
     }
 
     #[test]

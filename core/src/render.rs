@@ -429,6 +429,7 @@ mod tests {
             })
             .collect();
         let topology = Topology {
+            scope: None,
             online: l("0-7"),
             cores,
             packages: vec![Package {

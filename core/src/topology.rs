@@ -44,6 +44,11 @@ pub struct Topology {
     pub complexes: Vec<CpuSet>,
     /// CPUs this process may use: its mask narrowed by the cgroup cpuset (see `machine::AllowedFrom`).
     pub allowed: CpuSet,
+    /// None: complete. Some(scope): a partial topology read for a plan (`Machine::load_for`):
+    /// `cores` and `complexes` hold only the groups with a CPU in the scope, and each of `cores`,
+    /// `complexes`, `packages` and the node distances is empty when the plan did not need it.
+    /// `online`, `nodes` (their CPUs) and `allowed` are always complete.
+    pub scope: Option<CpuSet>,
 }
 
 use crate::error::{Error, Result};
@@ -86,24 +91,360 @@ pub struct Facts {
     pub cpus: Vec<CpuFacts>,
     /// Sorted by id; empty when the machine has no `sys/devices/system/node`.
     pub nodes: Vec<NodeFacts>,
+    /// None: every fact of every online CPU was read. Some: only what this asked for (CPUs without
+    /// a record outside its scope were not read), and `Topology::build` makes a partial topology.
+    pub partial: Option<Want>,
 }
 
-/// Reads the CPU and NUMA facts under the fsroot.
-pub fn read_facts(fs: &Fs) -> Result<Facts> {
-    let online = read_online(fs)?;
-    let mut cpus = Vec::with_capacity(online.len());
-    for id in online.iter() {
-        cpus.push(read_cpu(fs, id)?);
+/// Which facts a load reads, and for which CPUs (see `read_facts_for`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Want {
+    /// CPUs whose cores and complexes are read; None = every online CPU. Every CPU whose group
+    /// (core, complex) holds a scope CPU is covered too: its facts come with the group.
+    pub scope: Option<CpuSet>,
+    /// Thread siblings (and `core_id` where compute units need it).
+    pub cores: bool,
+    /// Package siblings and `physical_package_id`, always for the whole machine (with propagation
+    /// that costs one or two files per package).
+    pub packages: bool,
+    /// The highest-level data/unified cache.
+    pub complexes: bool,
+    /// Node `distance` rows.
+    pub distances: bool,
+}
+
+impl Want {
+    /// Every fact of every CPU (what `gpuaff topo` shows).
+    pub fn everything() -> Want {
+        Want {
+            scope: None,
+            cores: true,
+            packages: true,
+            complexes: true,
+            distances: true,
+        }
     }
-    let nodes = read_nodes(fs)?;
+
+    /// True when this reads what `everything` reads.
+    pub fn is_everything(&self) -> bool {
+        self.scope.is_none() && self.cores && self.packages && self.complexes && self.distances
+    }
+}
+
+/// Reads the CPU and NUMA facts under the fsroot: every fact, with each shared fact read once
+/// (see `read_facts_for`).
+pub fn read_facts(fs: &Fs) -> Result<Facts> {
+    read_facts_for(fs, &Want::everything())
+}
+
+/// Reads the facts `want` asks for. A fact that names its group is read once per group and given
+/// to every CPU of the group, as sysfs defines it:
+///
+/// - the highest-level cache's `shared_cpu_list` S of CPU c: every CPU of S has that very cache;
+/// - the package siblings (and `physical_package_id`) of c: every sibling is in c's package;
+/// - the thread siblings of c: every sibling is on c's core. Their `core_id` only matters for AMD
+///   compute units (Bulldozer), whose kernel lists the two integer cores of a module as thread
+///   siblings with different `core_id`s. A compute-unit design is a property of the processor
+///   model, the same for every core of the machine: the `core_id`s of the first core with several
+///   siblings decide whether the others' are read (different ids: compute units, read them all;
+///   equal: SMT, read no more).
+///
+/// Which cache index is the highest data/unified one is decided once per distinct set of index
+/// directories; after that one `shared_cpu_list` per cache instance is read. The file form that
+/// answered (`core_cpus_list`, `thread_siblings`, ...) is tried first for the next CPU.
+pub fn read_facts_for(fs: &Fs, want: &Want) -> Result<Facts> {
+    let online = read_online(fs)?;
+    let cpus = read_cpu_facts(fs, &online, want)?;
+    let nodes = read_nodes(fs, want.distances)?;
     Ok(Facts {
+        partial: if want.is_everything() {
+            None
+        } else {
+            Some(want.clone())
+        },
         online,
         cpus,
         nodes,
     })
 }
 
-fn read_online(fs: &Fs) -> Result<CpuSet> {
+/// The per-CPU facts `want` asks for (see `read_facts_for`), one record per CPU read or learnt.
+pub fn read_cpu_facts(fs: &Fs, online: &CpuSet, want: &Want) -> Result<Vec<CpuFacts>> {
+    CpuReader::new(fs, online).read(want)
+}
+
+/// The reference reader: every file of every CPU, nothing shared (as before propagation). For
+/// tests that check `read_facts` against it, and for diagnosing odd snapshots.
+pub fn read_facts_every_cpu(fs: &Fs) -> Result<Facts> {
+    let online = read_online(fs)?;
+    let mut cpus = Vec::with_capacity(online.len());
+    for id in online.iter() {
+        cpus.push(read_cpu(fs, id)?);
+    }
+    let nodes = read_nodes(fs, true)?;
+    Ok(Facts {
+        online,
+        cpus,
+        nodes,
+        partial: None,
+    })
+}
+
+/// A file read in one of several forms, the one that answered last tried first.
+struct Probe {
+    /// (file name, is a `_list`): tried in this order.
+    names: &'static [(&'static str, bool)],
+    hit: Option<usize>,
+}
+
+impl Probe {
+    const THREADS: &'static [(&'static str, bool)] = &[
+        ("core_cpus_list", true),
+        ("core_cpus", false),
+        ("thread_siblings_list", true),
+        ("thread_siblings", false),
+    ];
+    const PACKAGE: &'static [(&'static str, bool)] = &[
+        ("package_cpus_list", true),
+        ("package_cpus", false),
+        ("core_siblings_list", true),
+        ("core_siblings", false),
+    ];
+    const SHARED: &'static [(&'static str, bool)] =
+        &[("shared_cpu_list", true), ("shared_cpu_map", false)];
+
+    fn new(names: &'static [(&'static str, bool)]) -> Probe {
+        Probe { names, hit: None }
+    }
+
+    fn read(&mut self, fs: &Fs, dir: &str) -> Result<Option<CpuSet>> {
+        let one = |i: usize| -> Result<Option<CpuSet>> {
+            let Some((name, list)) = self.names.get(i) else {
+                return Ok(None);
+            };
+            let rel = format!("{dir}/{name}");
+            if *list {
+                fs.read_list(&rel)
+            } else {
+                fs.read_mask(&rel)
+            }
+        };
+        if let Some(h) = self.hit {
+            if let Some(s) = one(h)? {
+                return Ok(Some(s));
+            }
+        }
+        for i in 0..self.names.len() {
+            if Some(i) == self.hit {
+                continue;
+            }
+            if let Some(s) = one(i)? {
+                self.hit = Some(i);
+                return Ok(Some(s));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Reads per-CPU facts once per group (see `read_facts_for`).
+struct CpuReader<'a> {
+    fs: &'a Fs,
+    online: &'a CpuSet,
+    /// By CPU id; None = nothing read or learnt about that CPU.
+    recs: Vec<Option<CpuFacts>>,
+    threads: Probe,
+    package: Probe,
+    shared: Probe,
+    /// None until the first core with several siblings was seen; then whether `core_id`s differ
+    /// within a core (compute units).
+    compute_units: Option<bool>,
+    /// Cache index names of a CPU → the index holding its highest data/unified cache.
+    layouts: Vec<(Vec<String>, Option<String>)>,
+}
+
+impl<'a> CpuReader<'a> {
+    fn new(fs: &'a Fs, online: &'a CpuSet) -> Self {
+        let len = online.last().map_or(0, |l| l + 1);
+        CpuReader {
+            fs,
+            online,
+            recs: vec![None; len],
+            threads: Probe::new(Probe::THREADS),
+            package: Probe::new(Probe::PACKAGE),
+            shared: Probe::new(Probe::SHARED),
+            compute_units: None,
+            layouts: Vec::new(),
+        }
+    }
+
+    fn rec(&mut self, cpu: usize) -> Option<&mut CpuFacts> {
+        let slot = self.recs.get_mut(cpu)?;
+        Some(slot.get_or_insert_with(|| CpuFacts {
+            id: cpu,
+            ..CpuFacts::default()
+        }))
+    }
+
+    /// `set` ∩ online, holding `cpu`.
+    fn group(&self, set: &CpuSet, cpu: usize) -> CpuSet {
+        let mut g = set.intersection(self.online);
+        g.insert(cpu);
+        g
+    }
+
+    fn read(mut self, want: &Want) -> Result<Vec<CpuFacts>> {
+        let scope = match &want.scope {
+            Some(s) => s.intersection(self.online),
+            None => self.online.clone(),
+        };
+        if want.packages {
+            let mut done = CpuSet::new();
+            for cpu in self.online.iter() {
+                if !done.contains(cpu) {
+                    done = done.union(&self.read_package(cpu)?);
+                }
+            }
+        }
+        if want.cores {
+            let mut done = CpuSet::new();
+            for cpu in scope.iter() {
+                if !done.contains(cpu) {
+                    done = done.union(&self.read_core(cpu)?);
+                }
+            }
+        }
+        if want.complexes {
+            let mut done = CpuSet::new();
+            for cpu in scope.iter() {
+                if !done.contains(cpu) {
+                    done = done.union(&self.read_llc(cpu)?);
+                }
+            }
+        }
+        // Every CPU of the scope has a record, even one sysfs says nothing about.
+        for cpu in scope.iter() {
+            self.rec(cpu);
+        }
+        Ok(self.recs.into_iter().flatten().collect())
+    }
+
+    /// Reads `cpu`'s package; returns the CPUs now known.
+    fn read_package(&mut self, cpu: usize) -> Result<CpuSet> {
+        let t = format!("{CPU_DIR}/cpu{cpu}/topology");
+        let sib = self.package.read(self.fs, &t)?;
+        let id = self.fs.read_i64(&format!("{t}/physical_package_id"))?;
+        let g = match &sib {
+            Some(s) => self.group(s, cpu),
+            None => CpuSet::single(cpu),
+        };
+        for d in g.iter() {
+            if let Some(r) = self.rec(d) {
+                r.package_siblings = sib.clone();
+                r.package_id = id;
+            }
+        }
+        Ok(g)
+    }
+
+    /// Reads `cpu`'s core; returns the CPUs now known.
+    fn read_core(&mut self, cpu: usize) -> Result<CpuSet> {
+        let t = format!("{CPU_DIR}/cpu{cpu}/topology");
+        let sib = self.threads.read(self.fs, &t)?;
+        let g = match &sib {
+            Some(s) => self.group(s, cpu),
+            None => CpuSet::single(cpu),
+        };
+        for d in g.iter() {
+            if let Some(r) = self.rec(d) {
+                r.thread_siblings = sib.clone();
+            }
+        }
+        if g.len() > 1 && self.compute_units != Some(false) {
+            let mut ids = Vec::with_capacity(g.len());
+            for d in g.iter() {
+                let id = self
+                    .fs
+                    .read_i64(&format!("{CPU_DIR}/cpu{d}/topology/core_id"))?;
+                if let Some(r) = self.rec(d) {
+                    r.core_id = id;
+                }
+                ids.push(id);
+            }
+            if self.compute_units.is_none() {
+                self.compute_units = Some(ids.iter().any(|i| Some(i) != ids.first()));
+            }
+        }
+        Ok(g)
+    }
+
+    /// Reads `cpu`'s highest-level data/unified cache; returns the CPUs now known.
+    fn read_llc(&mut self, cpu: usize) -> Result<CpuSet> {
+        let dir = format!("{CPU_DIR}/cpu{cpu}/cache");
+        let names: Vec<String> = self
+            .fs
+            .list_dir(&dir)?
+            .into_iter()
+            .filter(|n| numbered(n, "index").is_some())
+            .collect();
+        let known = self
+            .layouts
+            .iter()
+            .find(|(l, _)| *l == names)
+            .map(|(_, best)| best.clone());
+        let llc = match known {
+            Some(None) => None,
+            Some(Some(idx)) => match self.shared.read(self.fs, &format!("{dir}/{idx}"))? {
+                Some(s) => Some(s),
+                None => self.scan_llc(&dir, names)?,
+            },
+            None => self.scan_llc(&dir, names)?,
+        };
+        let g = match &llc {
+            Some(s) => self.group(s, cpu),
+            None => CpuSet::single(cpu),
+        };
+        for d in g.iter() {
+            if let Some(r) = self.rec(d) {
+                r.llc = llc.clone();
+            }
+        }
+        Ok(g)
+    }
+
+    /// Every index's `type` and `level`: the highest data/unified one with a `shared_cpu_list`
+    /// (the lowest index among equals); remembered for CPUs with the same index names.
+    fn scan_llc(&mut self, dir: &str, names: Vec<String>) -> Result<Option<CpuSet>> {
+        let mut best: Option<(i64, String, CpuSet)> = None;
+        for name in &names {
+            let idx = format!("{dir}/{name}");
+            let kind = self
+                .fs
+                .read_str(&format!("{idx}/type"))?
+                .unwrap_or_default();
+            if !matches!(kind.as_str(), "Data" | "Unified") {
+                continue;
+            }
+            let Some(level) = self.fs.read_i64(&format!("{idx}/level"))? else {
+                continue;
+            };
+            if best.as_ref().is_some_and(|(l, _, _)| *l >= level) {
+                continue;
+            }
+            if let Some(shared) = self.shared.read(self.fs, &idx)? {
+                best = Some((level, name.clone(), shared));
+            }
+        }
+        if !self.layouts.iter().any(|(l, _)| *l == names) {
+            self.layouts
+                .push((names, best.as_ref().map(|(_, n, _)| n.clone())));
+        }
+        Ok(best.map(|(_, _, s)| s))
+    }
+}
+
+/// The online CPUs: `online`, else `present`, else the `cpuN` directories.
+pub fn read_online(fs: &Fs) -> Result<CpuSet> {
     for file in ["online", "present"] {
         if let Some(set) = fs.read_list(&format!("{CPU_DIR}/{file}"))? {
             if !set.is_empty() {
@@ -200,7 +541,8 @@ fn read_llc(fs: &Fs, id: usize) -> Result<Option<CpuSet>> {
     Ok(best.map(|(_, s)| s))
 }
 
-fn read_nodes(fs: &Fs) -> Result<Vec<NodeFacts>> {
+/// The NUMA nodes (online ones, sorted by id), with their `distance` rows when `distances`.
+pub fn read_nodes(fs: &Fs, distances: bool) -> Result<Vec<NodeFacts>> {
     if !fs.is_dir(NODE_DIR) {
         return Ok(Vec::new());
     }
@@ -219,7 +561,12 @@ fn read_nodes(fs: &Fs) -> Result<Vec<NodeFacts>> {
         let cpus = fs
             .read_cpuset(&format!("{dir}/cpulist"), &format!("{dir}/cpumap"))?
             .unwrap_or_default();
-        let distances = match fs.read_str(&format!("{dir}/distance"))? {
+        let row = if distances {
+            fs.read_str(&format!("{dir}/distance"))?
+        } else {
+            None
+        };
+        let distances = match row {
             None => Vec::new(),
             Some(text) => {
                 let parsed: Option<Vec<u32>> =
@@ -280,21 +627,43 @@ impl Topology {
     /// - Core complexes share the highest-level data/unified cache; CPUs without cache
     ///   information form one complex per package.
     /// - NUMA node CPU lists are narrowed to online CPUs; CPU-less nodes are kept.
+    ///
+    /// Partial facts (`Facts::partial`) make a partial topology (`Topology::scope`).
     pub fn build(facts: &Facts) -> Topology {
         let online = &facts.online;
-        let by_id = |cpu: usize| facts.cpus.iter().find(|c| c.id == cpu);
+        let mut index: Vec<Option<usize>> = Vec::new();
+        for (i, c) in facts.cpus.iter().enumerate() {
+            if index.len() <= c.id {
+                index.resize(c.id + 1, None);
+            }
+            if let Some(slot) = index.get_mut(c.id) {
+                slot.get_or_insert(i);
+            }
+        }
+        let by_id = |cpu: usize| {
+            index
+                .get(cpu)
+                .copied()
+                .flatten()
+                .and_then(|i| facts.cpus.get(i))
+        };
+        let mut by_package_id: Vec<(i64, CpuSet)> = Vec::new();
+        for c in &facts.cpus {
+            if let Some(id) = c.package_id.filter(|&p| p >= 0) {
+                match by_package_id.iter_mut().find(|(p, _)| *p == id) {
+                    Some((_, set)) => set.insert(c.id),
+                    None => by_package_id.push((id, CpuSet::single(c.id))),
+                }
+            }
+        }
 
         // Packages.
         let by_pkg_id = |cpu: usize| -> Option<CpuSet> {
             let id = by_id(cpu)?.package_id.filter(|&p| p >= 0)?;
-            Some(
-                facts
-                    .cpus
-                    .iter()
-                    .filter(|c| c.package_id == Some(id))
-                    .map(|c| c.id)
-                    .collect(),
-            )
+            by_package_id
+                .iter()
+                .find(|(p, _)| *p == id)
+                .map(|(_, s)| s.clone())
         };
         let unknown_pkg: CpuSet = online
             .iter()
@@ -392,14 +761,50 @@ impl Topology {
             })
             .collect();
 
-        Topology {
+        let mut topo = Topology {
             online: online.clone(),
             cores,
             packages,
             nodes,
             complexes,
             allowed: online.clone(),
+            scope: None,
+        };
+        if let Some(want) = &facts.partial {
+            topo.narrow(want);
         }
+        topo
+    }
+
+    /// Keeps what `want` read: the cores and complexes that hold a scope CPU, the packages when
+    /// read; empties the rest.
+    fn narrow(&mut self, want: &Want) {
+        let scope = want
+            .scope
+            .as_ref()
+            .map_or_else(|| self.online.clone(), |s| s.intersection(&self.online));
+        if want.cores {
+            self.cores.retain(|c| c.cpus.intersects(&scope));
+        } else {
+            self.cores.clear();
+        }
+        if want.complexes {
+            self.complexes.retain(|c| c.intersects(&scope));
+        } else {
+            self.complexes.clear();
+        }
+        if !want.packages {
+            self.packages.clear();
+            for c in self.cores.iter_mut() {
+                c.package = 0;
+            }
+        }
+        if !want.distances {
+            for n in self.nodes.iter_mut() {
+                n.distances.clear();
+            }
+        }
+        self.scope = Some(scope);
     }
 
     /// Reads the topology under the fsroot and computes the allowed set.
@@ -809,11 +1214,17 @@ mod tests {
         }
         let topo = Topology::load(&t.fs(), &AllowedFrom::Snapshot).unwrap();
         assert_eq!(topo.cores.len(), 4);
-        // Same core_id: a real SMT pair.
-        t.file("sys/devices/system/cpu/cpu1/topology/core_id", "0");
-        let topo = Topology::load(&t.fs(), &AllowedFrom::Snapshot).unwrap();
-        assert_eq!(topo.cores.len(), 3);
+        // Same core_id: real SMT pairs (compute units are a property of the processor model:
+        // the first core's ids decide for the machine, so both pairs change together).
+        t.file("sys/devices/system/cpu/cpu1/topology/core_id", "0")
+            .file("sys/devices/system/cpu/cpu3/topology/core_id", "2");
+        let fs = t.fs();
+        let topo = Topology::load(&fs, &AllowedFrom::Snapshot).unwrap();
+        assert_eq!(topo.cores.len(), 2);
         assert_eq!(topo.cores[0].cpus, set("0-1"));
+        // SMT: the second core's ids are not read.
+        let every = Topology::build(&read_facts_every_cpu(&t.fs()).unwrap());
+        assert_eq!(every.cores, topo.cores);
     }
 
     #[test]

@@ -166,8 +166,9 @@ fn our_counts(t: &Topology) -> Counts {
 
 /// Extracts `tarball` into a fresh directory and returns the fsroot (the directory holding `sys/`).
 fn extract(tarball: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("conformance-{}-{name}", std::process::id()));
+    // tmpfs when there is one: the snapshots are thousands of small files, slow on a loaded disk.
+    let dir = gpuaff_fixtures::scratch_root()
+        .join(format!("gpuaff-conformance-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let st = Command::new("tar")

@@ -224,7 +224,11 @@ fn empty_cuda_visible_devices_means_no_gpu() {
 
 #[test]
 fn sysfs_and_nvml_agree_on_every_catalog_machine() {
-    for spec in gpuaff_fixtures::catalog() {
+    // big-4096 is big-1024's shape at 160,000 files: it adds time, not cases.
+    for spec in gpuaff_fixtures::catalog()
+        .into_iter()
+        .filter(|s| s.name != "big-4096")
+    {
         let (dir, lib) = fixture(&format!("id-cat-{}", spec.name), &spec);
         let s = load(&dir, &lib, Source::Sysfs, None);
         let n = load(&dir, &lib, Source::Nvml, None);
@@ -236,11 +240,8 @@ fn sysfs_and_nvml_agree_on_every_catalog_machine() {
             assert_eq!(a.pci_bus_id, b.pci_bus_id, "{at}");
             assert_eq!(a.local_cpus, b.local_cpus, "{at}");
             assert_eq!(a.numa_node, b.numa_node, "{at}");
-            // sysfs learns the memory node only from the driver's procfs numa_status, which the
-            // fixture trees do not write (yet): compare where it knows, else NVML fills it in below
-            if a.mem_node.is_some() {
-                assert_eq!(a.mem_node, b.mem_node, "{at}");
-            }
+            // sysfs learns the memory node from the driver's procfs numa_status.
+            assert_eq!(a.mem_node, b.mem_node, "{at}");
             let want_mem = spec.gpus.iter().find(|g| g.pci_bus_id == b.pci_bus_id);
             assert_eq!(b.mem_node, want_mem.and_then(|g| g.mem_node), "{at}");
             let want = spec.gpus.iter().find(|g| g.pci_bus_id == b.pci_bus_id);
@@ -257,6 +258,8 @@ fn sysfs_and_nvml_agree_on_every_catalog_machine() {
             assert_eq!(m.mem_node, b.mem_node, "{name} GPU {}", m.index);
             assert_eq!(m.uuid, b.uuid, "{name} GPU {}", m.index);
         }
+        // Large trees live in tmpfs (memory): do not keep them.
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

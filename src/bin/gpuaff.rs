@@ -113,7 +113,15 @@ fn parse_opts(args: &[String], allow: &[&str]) -> Result<Opts, Fail> {
                 .or_else(|| it.next().cloned())
                 .ok_or_else(|| Fail::Usage(format!("{name} needs a value")))
         };
-        let bad = |e: Error| Fail::Usage(e.to_string());
+        // The parsers name the environment variable; on the command line the flag is what was typed.
+        let bad = |e: Error| {
+            let msg = e.to_string();
+            let msg = match msg.split_once('=') {
+                Some((var, rest)) if var.starts_with("GPU_AFFINITY_") => format!("{flag} {rest}"),
+                _ => msg,
+            };
+            Fail::Usage(msg)
+        };
         match flag {
             "--fsroot" => {
                 let v = value(flag)?;

@@ -45,7 +45,7 @@ fn check_fresh(so: &Path) {
                 newest(&p, best);
             } else if p.extension().is_some_and(|x| x == "rs") {
                 if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
-                    if best.as_ref().is_none_or(|(b, _)| t > *b) {
+                    if best.as_ref().map_or(true, |(b, _)| t > *b) {
                         *best = Some((t, p));
                     }
                 }
@@ -79,7 +79,20 @@ static COMPILED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
 /// Compiles tests/c/NAME.c (linked with -lgpuaff when `link`) into CARGO_TARGET_TMPDIR, once per test
 /// process; a temporary name then a rename keeps parallel test processes from seeing half a binary.
 pub fn c_program(name: &str, link: bool) -> PathBuf {
-    let key = format!("{name}-{link}");
+    build_c(name, link, false)
+}
+
+/// Compiles tests/c/NAME.c as a shared library (lib NAME .so), as `c_program` does programs.
+pub fn c_library(name: &str) -> PathBuf {
+    build_c(name, false, true)
+}
+
+fn build_c(name: &str, link: bool, shared: bool) -> PathBuf {
+    let key = if shared {
+        format!("lib{name}.so")
+    } else {
+        format!("{name}-{link}")
+    };
     let mut cache = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(p) = cache.get_or_insert_with(HashMap::new).get(&key) {
         return p.clone();
@@ -89,6 +102,9 @@ pub fn c_program(name: &str, link: bool) -> PathBuf {
     let tmp = out_dir.join(format!("{key}.{}.tmp", std::process::id()));
     let src = root().join("tests/c").join(format!("{name}.c"));
     let mut cmd = Command::new("cc");
+    if shared {
+        cmd.args(["-shared", "-fPIC"]);
+    }
     cmd.args(["-std=c99", "-Wall", "-O1", "-pthread", "-I"])
         .arg(root().join("c-header"))
         .arg(&src)
@@ -122,23 +138,16 @@ pub fn fixture_spec(spec: &gpuaff_fixtures::Spec) -> TempTree {
     gpuaff_fixtures::write_temp(spec).expect("write fixture")
 }
 
-/// Variables that would change what gpuaff does, removed from every test process's environment.
-const LAUNCHER_VARS: [&str; 14] = [
-    "LOCAL_RANK",
-    "SLURM_LOCALID",
-    "OMPI_COMM_WORLD_LOCAL_RANK",
-    "MPI_LOCALRANKID",
-    "MV2_COMM_WORLD_LOCAL_RANK",
-    "PALS_LOCAL_RANKID",
-    "FLUX_TASK_LOCAL_ID",
-    "LOCAL_WORLD_SIZE",
-    "OMPI_COMM_WORLD_LOCAL_SIZE",
-    "MPI_LOCALNRANKS",
-    "SLURM_NTASKS_PER_NODE",
-    "CUDA_VISIBLE_DEVICES",
-    "CUDA_DEVICE_ORDER",
-    "LD_PRELOAD",
-];
+/// Variables that would change what gpuaff does (besides GPU_AFFINITY_*), removed from every test
+/// process's environment: the core's own lists, so a launcher variable added there is cleared here too.
+fn launcher_vars() -> impl Iterator<Item = &'static str> {
+    use gpuaff_core::config::{LOCAL_RANK_VARS, LOCAL_SIZE_VARS};
+    let cuda = ["CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "LD_PRELOAD"];
+    LOCAL_RANK_VARS
+        .into_iter()
+        .chain(LOCAL_SIZE_VARS)
+        .chain(cuda)
+}
 
 /// What a finished process left.
 #[derive(Debug)]
@@ -187,7 +196,7 @@ pub struct Proc {
 impl Proc {
     pub fn new(program: impl AsRef<std::ffi::OsStr>) -> Proc {
         let mut cmd = Command::new(program);
-        for v in LAUNCHER_VARS {
+        for v in launcher_vars() {
             cmd.env_remove(v);
         }
         for (k, _) in std::env::vars_os() {
@@ -199,6 +208,10 @@ impl Proc {
     }
     pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
         self.cmd.arg(a);
+        self
+    }
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, a: impl IntoIterator<Item = S>) -> Self {
+        self.cmd.args(a);
         self
     }
     pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {

@@ -64,6 +64,7 @@ fn machine(
         })
         .collect();
     let topo = Topology {
+        scope: None,
         allowed: online.clone(),
         online,
         cores,
@@ -412,6 +413,7 @@ fn differs_smt4_adjacent_ids() {
     // POWER-style SMT4: core k = CPUs 4k..4k+3; one node of 4 cores, 2 GPUs.
     let cpus = l("0-15");
     let topo = Topology {
+        scope: None,
         online: cpus.clone(),
         cores: (0..4)
             .map(|k| Core {

@@ -74,13 +74,24 @@ pub fn fake_lib(variant: Variant) -> &'static Path {
 /// A fresh, empty directory for one test.
 pub fn test_dir(name: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("nvml-tests")
-        .join(format!(
-            "{name}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    // tmpfs where there is one: fixture trees are thousands of small files.
+    let root = gpuaff_fixtures::scratch_root().join("gpuaff-nvml-tests");
+    // tmpfs is memory: sweep what earlier, finished test processes left behind.
+    SWEEP.call_once(|| {
+        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    });
+    let dir = root.join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create test dir");
     dir

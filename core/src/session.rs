@@ -1,0 +1,101 @@
+//! One process's plan, reading as little as the plan needs: what the preload shim and the C ABI
+//! call. The plan is made on a partial machine (`Machine::load_for`), and made again on the full
+//! machine when the partial one cannot vouch for it (a fallback, or no CPU left).
+
+use crate::config::Request;
+use crate::error::{Error, ErrorKind, Result};
+use crate::gpu::{resolve_visible, DeviceOrder, Visible};
+use crate::machine::{need_for, AllowedFrom, Machine, Need};
+use crate::plan::{plan_request, RankPlan};
+use crate::sysfs::Fs;
+use crate::Gpu;
+use std::path::Path;
+
+/// A planned process.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The machine the plan was made on: partial (`Topology::scope` is Some) unless `full_load`.
+    pub machine: Machine,
+    pub visible: Visible,
+    pub plan: RankPlan,
+    /// Files read by every load, the second one included.
+    pub files_read: usize,
+    /// True when the partial machine could not vouch for the plan and it was made on a full load.
+    pub full_load: bool,
+    /// The machine's warnings, then the visible-GPU ones (the plan's notes stay in `plan.notes`).
+    pub warnings: Vec<String>,
+}
+
+/// Plans `req` for this process: loads what `req.plan` needs, resolves `CUDA_VISIBLE_DEVICES`,
+/// plans the rank; when the plan falls back (`RankPlan::fallback`) or is unplannable, loads the
+/// whole machine and plans again. The result is the plan `Machine::load` would give.
+pub fn plan_for_process(req: &Request, allowed: AllowedFrom) -> Result<Outcome> {
+    let fs = Fs::new(&req.fsroot);
+    plan_for_process_fs(&fs, req, allowed, &|lib| crate::nvml::discover(lib))
+}
+
+/// As `plan_for_process`, over a given `Fs` and NVML query (tests give a fake).
+pub fn plan_for_process_fs(
+    fs: &Fs,
+    req: &Request,
+    allowed: AllowedFrom,
+    nvml: &dyn Fn(Option<&Path>) -> Result<Vec<Gpu>>,
+) -> Result<Outcome> {
+    let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
+    let need = need_for(&req.plan);
+    let first = plan_on(fs, req, allowed.clone(), &need, order, nvml)?;
+    let vouched = match &first.2 {
+        Ok(p) => !p.fallback,
+        Err(e) => e.kind() != ErrorKind::Unplannable,
+    };
+    let scoped = first.0.topology.scope.is_some();
+    let (machine, visible, plan) = if vouched || !scoped {
+        first
+    } else {
+        let (m, v, p) = plan_on(fs, req, allowed, &Need::everything(), order, nvml)?;
+        (m, v, p)
+    };
+    let full_load = machine.topology.scope.is_none();
+    let plan = plan?;
+    let mut warnings = machine.warnings.clone();
+    warnings.extend(visible.warnings.iter().cloned());
+    Ok(Outcome {
+        files_read: fs.files_read(),
+        machine,
+        visible,
+        plan,
+        full_load,
+        warnings,
+    })
+}
+
+type Planned = (Machine, Visible, Result<RankPlan>);
+
+fn plan_on(
+    fs: &Fs,
+    req: &Request,
+    allowed: AllowedFrom,
+    need: &Need,
+    order: DeviceOrder,
+    nvml: &dyn Fn(Option<&Path>) -> Result<Vec<Gpu>>,
+) -> Result<Planned> {
+    let machine = if *need == Need::everything() {
+        Machine::load_fs(fs, req, allowed, nvml)?
+    } else {
+        Machine::load_for_fs(fs, req, allowed, need, nvml)?
+    };
+    if machine.gpus.is_empty() {
+        return Err(Error::no_gpu(format!(
+            "no NVIDIA GPU found under {} (no driver, or a CPU-only machine)",
+            fs.path("sys/bus/pci/devices").display()
+        )));
+    }
+    let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
+    if visible.gpus.is_empty() && req.cuda_visible_devices.as_deref().map(str::trim) == Some("") {
+        return Err(Error::no_gpu(
+            "CUDA_VISIBLE_DEVICES is empty: this process uses no GPU",
+        ));
+    }
+    let plan = plan_request(req, &machine, &visible);
+    Ok((machine, visible, plan))
+}

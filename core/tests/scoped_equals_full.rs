@@ -1,0 +1,179 @@
+//! `session::plan_for_process` reads only what the plan needs, and its plan is the plan made on
+//! the full machine (`Machine::load`), for every catalog machine, mode, option and rank, with
+//! `CUDA_VISIBLE_DEVICES` subsets and allowed sets that exclude GPUs' CPUs (the fallback path).
+
+use gpuaff_core::plan::{plan_request, Cores, Mode, PlanOptions};
+use gpuaff_core::session::plan_for_process;
+use gpuaff_core::{gpu, AllowedFrom, CpuSet, DeviceOrder, Machine, Request, Source};
+use std::path::Path;
+
+fn request(root: &Path, cvd: Option<&str>) -> Request {
+    Request {
+        fsroot: root.to_path_buf(),
+        source: Source::Sysfs,
+        cuda_visible_devices: cvd.map(str::to_string),
+        ..Request::default()
+    }
+}
+
+/// Checks every mode × cores × balanced × rank; returns the number of plans compared.
+fn check(
+    name: &str,
+    root: &Path,
+    cvd: Option<&str>,
+    allowed: &AllowedFrom,
+    nprocs: &[Option<usize>],
+) -> usize {
+    let base = request(root, cvd);
+    let full = Machine::load(&base, allowed.clone()).expect("full load");
+    let visible =
+        gpu::resolve_visible(&full.gpus, cvd, DeviceOrder::parse(None).unwrap()).expect("visible");
+    let mut compared = 0;
+    for mode in Mode::ALL.into_iter().filter(|m| *m != Mode::Map) {
+        for cores in [Cores::AllLogical, Cores::SingleLogical] {
+            for balanced in [true, false] {
+                for &nproc in nprocs {
+                    let ranks = nproc.unwrap_or(visible.gpus.len()).max(1);
+                    // gpu72's 72 ranks: a sample that still spans every node (time).
+                    let step = if ranks > 16 { 7 } else { 1 };
+                    for rank in (0..ranks).step_by(step).chain([ranks - 1]) {
+                        let req = Request {
+                            rank: Some(rank),
+                            plan: PlanOptions {
+                                mode,
+                                cores,
+                                balanced,
+                                nproc,
+                                map: None,
+                            },
+                            ..base.clone()
+                        };
+                        let want = plan_request(&req, &full, &visible);
+                        let got = plan_for_process(&req, allowed.clone()).map(|o| o.plan);
+                        let what = format!(
+                            "{name} cvd={cvd:?} allowed={allowed:?} mode={} cores={} balanced={balanced} nproc={nproc:?} rank={rank}",
+                            mode.name(),
+                            cores.name()
+                        );
+                        match (&want, &got) {
+                            (Ok(a), Ok(b)) => assert_eq!(a, b, "{what}"),
+                            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{what}"),
+                            _ => panic!("{what}: full {want:?}, scoped {got:?}"),
+                        }
+                        compared += 1;
+                    }
+                }
+            }
+        }
+    }
+    compared
+}
+
+#[test]
+fn every_catalog_machine_mode_and_rank() {
+    let mut total = 0;
+    for spec in gpuaff_fixtures::catalog() {
+        if spec.name == "big-4096" {
+            continue;
+        }
+        let root = gpuaff_fixtures::cached(&spec).expect("fixture written");
+        total += check(&spec.name, &root, None, &AllowedFrom::Snapshot, &[None]);
+    }
+    assert!(total > 1000, "only {total} plans compared");
+}
+
+#[test]
+fn visible_subsets_and_allowed_sets_that_force_fallbacks() {
+    let mut fallbacks = 0;
+    for name in [
+        "example1",
+        "dgx-a100",
+        "uneven",
+        "grace-4gpu",
+        "vm-numa-minus1",
+        "container-one-socket",
+        "two-gpu-split",
+    ] {
+        let spec = gpuaff_fixtures::by_name(name).expect("catalog machine");
+        let root = gpuaff_fixtures::cached(&spec).expect("fixture written");
+        let n = spec.gpus.len();
+        let mut subsets = vec![
+            Some("1".to_string()),
+            Some(
+                (0..n)
+                    .rev()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ];
+        if n >= 4 {
+            subsets.push(Some("0,3".to_string()));
+        }
+        for cvd in &subsets {
+            check(
+                name,
+                &root,
+                cvd.as_deref(),
+                &AllowedFrom::Snapshot,
+                &[None, Some(n)],
+            );
+        }
+        // Allowed sets excluding some GPUs' CPUs: the first half, and one CPU of the last node.
+        let online = Machine::load(&request(&root, None), AllowedFrom::Snapshot)
+            .expect("load")
+            .topology;
+        let cpus: Vec<usize> = online.online.iter().collect();
+        let half: CpuSet = cpus.iter().take(cpus.len() / 2).copied().collect();
+        let last: CpuSet = cpus.last().map(|&c| CpuSet::single(c)).unwrap_or_default();
+        for allowed in [AllowedFrom::Explicit(half), AllowedFrom::Process(last)] {
+            check(name, &root, None, &allowed, &[None]);
+            let req = Request {
+                rank: Some(0),
+                ..request(&root, None)
+            };
+            if let Ok(o) = plan_for_process(&req, allowed.clone()) {
+                fallbacks += usize::from(o.full_load);
+            }
+        }
+    }
+    assert!(fallbacks > 0, "no case took the full-load path");
+}
+
+/// Files read per plan (default mode, rank 0): full load vs `plan_for_process`.
+#[test]
+fn files_read_table() {
+    eprintln!(
+        "\n{:<22} {:>6} {:>6} {:>6}",
+        "machine", "cpus", "full", "scoped"
+    );
+    for spec in gpuaff_fixtures::catalog() {
+        if spec.name == "big-4096" {
+            continue;
+        }
+        let root = gpuaff_fixtures::cached(&spec).expect("fixture written");
+        let req = Request {
+            rank: Some(0),
+            ..request(&root, None)
+        };
+        let full = Machine::load(&req, AllowedFrom::Snapshot).expect("full load");
+        let o = plan_for_process(&req, AllowedFrom::Snapshot).expect("plan");
+        eprintln!(
+            "{:<22} {:>6} {:>6} {:>6}{}",
+            spec.name,
+            full.topology.online.len(),
+            full.files_read,
+            o.files_read,
+            if o.full_load {
+                " (re-planned on a full load)"
+            } else {
+                ""
+            }
+        );
+        assert!(
+            o.files_read <= full.files_read + 1 || o.full_load,
+            "{}",
+            spec.name
+        );
+    }
+}
