@@ -9,12 +9,13 @@
 #
 # The binding case: this script writes the 256-CPU, 8-GPU fixture `gpuaff-fixture write-scaled 256 8`
 # (8 sockets x 2 NUMA nodes x 8 cores x SMT2; GPU 0 on node 0 = CPUs 0-7,128-135) and preloads with
-# LOCAL_RANK=0 GPU_AFFINITY_FSROOT=<it>. The shim reads the whole 256-CPU tree and plans there, then
-# intersects with the CPUs this process may really use: rank 0's CPUs include CPU 0, which exists on
-# any machine, so the binding really happens (sched_setaffinity on every thread) wherever this runs.
-# The alternatives bind the same CPU: `taskset -c 0`, `numactl --physcpubind=0`, and `hwloc-bind core:0`
-# reading the same fixture through HWLOC_FSROOT (HWLOC_THISSYSTEM=1, since hwloc otherwise treats a
-# foreign fsroot as another machine and silently binds nothing).
+# LOCAL_RANK=0 GPU_AFFINITY_FSROOT=<it>. The shim plans on the fixture (its CPUs, its allowed set) and
+# binds every thread to rank 0's CPUs 0-7,128-135 with sched_setaffinity; the kernel keeps the CPUs
+# of that list that exist here (CPU 0, and 1-7 where present), so the binding really happens on any
+# machine. The alternatives bind the same list: `taskset -c 0-7,128-135`, `hwloc-bind node:0` reading
+# the same fixture through HWLOC_FSROOT (HWLOC_THISSYSTEM=1, since hwloc otherwise treats a foreign
+# fsroot as another machine and silently binds nothing), and `numactl --physcpubind` with the CPUs of
+# the list that exist here (numactl refuses CPUs this machine lacks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-300}
@@ -41,21 +42,27 @@ fx="$work/s256"
 py=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
 "$target/release/gpuaff-fixture" write-scaled 256 8 "$fx" >/dev/null
 
-# Check that each binding case really binds CPU 0 before timing it.
+# Check that each binding case binds before timing it: it must succeed and leave the process on the
+# CPUs of 0-7,128-135 that exist here; libgpuaff must also say it bound rank 0 to that list.
+here=$(python3 -c 'import os; print(",".join(str(c) for c in sorted(set(range(8)) & os.sched_getaffinity(0))))')
+want=$(python3 -c 'import os; s = sorted(set(range(8)) & os.sched_getaffinity(0)); print(f"{s[0]}-{s[-1]}" if len(s) > 1 and s[-1] - s[0] == len(s) - 1 else ",".join(map(str, s)))')
 check() {
     local got
-    got=$("$@" grep Cpus_allowed_list /proc/self/status 2>/dev/null | awk '{print $2}')
-    if [ "$got" != "0" ]; then
-        echo "bench-startup: '$*' bound CPUs '$got', expected 0" >&2
+    got=$("$@" grep Cpus_allowed_list /proc/self/status 2>"$work/check.err" | awk '{print $2}')
+    if [ "$got" != "$want" ]; then
+        echo "bench-startup: '$*' left CPUs '$got', expected $want: $(cat "$work/check.err")" >&2
         exit 1
     fi
 }
 bind=(env "LD_PRELOAD=$lib" LOCAL_RANK=0 "GPU_AFFINITY_FSROOT=$fx")
-hwloc=(env HWLOC_THISSYSTEM=1 "HWLOC_FSROOT=$fx" hwloc-bind core:0 --)
 check "${bind[@]}"
-check env taskset -c 0
-check env numactl --physcpubind=0
-check "${hwloc[@]}"
+if ! "${bind[@]}" GPU_AFFINITY_VERBOSE=1 /bin/true 2>&1 | grep -q 'rank 0 -> GPU 0 .*CPUs 0-7,128-135'; then
+    echo "bench-startup: libgpuaff did not bind rank 0 to CPUs 0-7,128-135 on the fixture" >&2
+    exit 1
+fi
+check env taskset -c 0-7,128-135
+check env numactl "--physcpubind=$here"
+check env HWLOC_THISSYSTEM=1 "HWLOC_FSROOT=$fx" hwloc-bind node:0 --
 
 # Every command starts with `env` (one exec) so that the environment differs without a shell.
 names=() cmds=()
@@ -65,10 +72,10 @@ add "empty C preload" "env LD_PRELOAD=$work/empty.so /bin/true"
 add "libgpuaff, no rank" "env LD_PRELOAD=$lib /bin/true"
 add "libgpuaff, rank 0, dry run (256 CPUs)" "env LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_FSROOT=$fx GPU_AFFINITY_DRY_RUN=1 /bin/true"
 add "libgpuaff, rank 0 bound (256 CPUs)" "env LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_FSROOT=$fx /bin/true"
-add "taskset -c 0" "env taskset -c 0 /bin/true"
-add "numactl --physcpubind=0" "env numactl --physcpubind=0 /bin/true"
-add "hwloc-bind core:0 (fixture via HWLOC_FSROOT)" "env HWLOC_THISSYSTEM=1 HWLOC_FSROOT=$fx hwloc-bind core:0 -- /bin/true"
-add "hwloc-bind core:0 (this machine)" "env hwloc-bind core:0 -- /bin/true"
+add "taskset -c 0-7,128-135" "env taskset -c 0-7,128-135 /bin/true"
+add "numactl --physcpubind=$here" "env numactl --physcpubind=$here /bin/true"
+add "hwloc-bind node:0 (fixture via HWLOC_FSROOT)" "env HWLOC_THISSYSTEM=1 HWLOC_FSROOT=$fx hwloc-bind node:0 -- /bin/true"
+add "hwloc-bind node:0 (this machine)" "env hwloc-bind node:0 -- /bin/true"
 ntrue=${#cmds[@]}
 add "python3 -c pass" "env $py -c pass"
 add "python3, empty C preload" "env LD_PRELOAD=$work/empty.so $py -c pass"

@@ -7,8 +7,9 @@
 #
 # On a shared machine the cost of a thread depends mostly on where the scheduler puts it: a thread
 # confined to one CPU starts and joins about twice as fast as one that may wake on another. So each
-# variant runs both unconfined and confined to CPU 0 (the CPU the binding picks, see
-# bench-startup.sh), and the hook's cost with a binding is read against plain-on-CPU-0. Each round
+# variant runs both unconfined and confined to CPU 0, and the hook's cost with a binding is read
+# against plain-on-CPU-0. The binding is planned on the catalog fixture `two-gpu-split` (2 CPUs,
+# GPU n on node n = CPU n): rank 0 is bound to CPU 0, a CPU every machine has. Each round
 # runs every variant once, in turn, so slow drifts hit all variants alike; the table gives medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +30,8 @@ work=$(mktemp -d "$base/gpuaff-bench-threads.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cc -O2 -pthread -o "$work/bench_threads" scripts/bench_threads.c
 cc -O2 -shared -fPIC -o "$work/empty.so" scripts/empty.c
-fx="$work/s256"
-"$target/release/gpuaff-fixture" write-scaled 256 8 "$fx" >/dev/null
+fx="$work/split"
+"$target/release/gpuaff-fixture" write two-gpu-split "$fx" >/dev/null
 bt="$work/bench_threads"
 
 names=() cmds=()
@@ -41,7 +42,7 @@ add "libgpuaff, no rank" "env LD_PRELOAD=$lib $bt $threads"
 add "plain, taskset -c 0" "taskset -c 0 $bt $threads"
 add "libgpuaff, no rank, taskset -c 0" "env LD_PRELOAD=$lib taskset -c 0 $bt $threads"
 add "libgpuaff, rank 0 bound to CPU 0" "env LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_FSROOT=$fx $bt $threads"
-add "plain, taskset -c 0, affinity attribute" "taskset -c 0 $bt $threads attr"
+add "plain, taskset -c 0, affinity attribute (glibc's cost of one)" "taskset -c 0 $bt $threads attr"
 add "libgpuaff bound, GPU_AFFINITY_THREADS=off" "env LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_FSROOT=$fx GPU_AFFINITY_THREADS=off $bt $threads"
 add "(one sched_getaffinity system call, for scale)" "taskset -c 0 $bt $threads syscall"
 

@@ -4,11 +4,12 @@
 //! rank 0). Each fixture tree is written once (gpuaff_fixtures::cached, under scratch_root(): tmpfs
 //! when /dev/shm is writable) and read many times.
 //!
-//! Before timing, one line per machine goes to stderr: CPUs, GPUs, and `Machine.files_read`.
+//! Before timing, one line per machine goes to stderr: CPUs, GPUs, `Machine.files_read` of a full
+//! load, and the files the shim's path reads (`session::Outcome::files_read`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gpuaff_core::gpu::resolve_visible;
-use gpuaff_core::{plan, AllowedFrom, DeviceOrder, Machine, Request, Source};
+use gpuaff_core::{plan, session, AllowedFrom, DeviceOrder, Machine, Request, Source};
 use gpuaff_fixtures::Spec;
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -22,10 +23,16 @@ fn machines() -> Vec<(String, Spec)> {
         v.push(("dgx-a100 256c 8g".to_string(), s));
     }
     for cpus in [16, 256, 1024, 4096] {
-        v.push((format!("scaled {cpus}c 8g"), gpuaff_fixtures::scaled(cpus, 8)));
+        v.push((
+            format!("scaled {cpus}c 8g"),
+            gpuaff_fixtures::scaled(cpus, 8),
+        ));
     }
     for cpus in [1024, 4096] {
-        v.push((format!("scaled {cpus}c 72g"), gpuaff_fixtures::scaled(cpus, 72)));
+        v.push((
+            format!("scaled {cpus}c 72g"),
+            gpuaff_fixtures::scaled(cpus, 72),
+        ));
     }
     v
 }
@@ -55,11 +62,17 @@ fn bench(c: &mut Criterion) {
         };
         let req = request(root);
         let m = load(&req);
+        let shim = match session::plan_for_process(&req, AllowedFrom::Snapshot) {
+            Ok(o) => o,
+            Err(e) => panic!("cannot plan rank 0 on {label}: {e}"),
+        };
         eprintln!(
-            "machine {label}: {} CPUs, {} GPUs, files_read {}",
+            "machine {label}: {} CPUs, {} GPUs, files_read {}, shim_files_read {}, shim_full_load {}",
             m.topology.online.len(),
             m.gpus.len(),
-            m.files_read
+            m.files_read,
+            shim.files_read,
+            shim.full_load
         );
         trees.push((label, req, m));
     }
@@ -86,14 +99,7 @@ fn bench(c: &mut Criterion) {
             Err(e) => panic!("{label}: {e}"),
         };
         g.bench_with_input(BenchmarkId::from_parameter(label), m, |b, m| {
-            b.iter(|| {
-                plan::plan_all(
-                    black_box(&m.topology),
-                    &m.gpus,
-                    &visible,
-                    &req.plan,
-                )
-            })
+            b.iter(|| plan::plan_all(black_box(&m.topology), &m.gpus, &visible, &req.plan))
         });
     }
     g.finish();
@@ -114,18 +120,14 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
-    // What the constructor does before it binds: read the machine, resolve the GPUs, plan one rank.
+    // What the constructor does before it binds: read what the plan needs, resolve the GPUs, plan.
     let mut g = c.benchmark_group("shim_plan_rank0");
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+        .measurement_time(Duration::from_secs(2));
     for (label, req, _) in &trees {
         g.bench_with_input(BenchmarkId::from_parameter(label), req, |b, req| {
-            b.iter(|| {
-                let m = load(black_box(req));
-                let visible = resolve_visible(&m.gpus, None, DeviceOrder::FastestFirst);
-                visible.and_then(|v| plan::plan_request(req, &m, &v))
-            })
+            b.iter(|| session::plan_for_process(black_box(req), AllowedFrom::Snapshot))
         });
     }
     g.finish();
