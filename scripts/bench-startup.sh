@@ -44,8 +44,22 @@ py=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
 
 # Check that each binding case binds before timing it: it must succeed and leave the process on the
 # CPUs of 0-7,128-135 that exist here; libgpuaff must also say it bound rank 0 to that list.
-here=$(python3 -c 'import os; print(",".join(str(c) for c in sorted(set(range(8)) & os.sched_getaffinity(0))))')
-want=$(python3 -c 'import os; s = sorted(set(range(8)) & os.sched_getaffinity(0)); print(f"{s[0]}-{s[-1]}" if len(s) > 1 and s[-1] - s[0] == len(s) - 1 else ",".join(map(str, s)))')
+# The CPUs of rank 0's list that this process may use: what every binding row must leave it on.
+read -r here want < <(python3 -c '
+import os
+cpus = sorted((set(range(8)) | set(range(128, 136))) & os.sched_getaffinity(0))
+runs, start = [], None
+for i, c in enumerate(cpus):
+    if start is None:
+        start = c
+    if i + 1 == len(cpus) or cpus[i + 1] != c + 1:
+        runs.append(str(start) if start == c else f"{start}-{c}")
+        start = None
+print(",".join(map(str, cpus)), ",".join(runs))')
+if [ -z "$want" ]; then
+    echo "bench-startup: this process may use none of CPUs 0-7,128-135; run it where CPU 0 is allowed" >&2
+    exit 1
+fi
 check() {
     local got
     got=$("$@" grep Cpus_allowed_list /proc/self/status 2>"$work/check.err" | awk '{print $2}')
