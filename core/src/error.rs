@@ -2,7 +2,10 @@
 //! it is about and what was expected) in a one-line message; the boundary turns it into a
 //! `gpuaff:` line on stderr or a negative errno.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
+
+/// The longest message, in characters, that `Display` writes before cutting it with `…`.
+pub const MAX_MESSAGE: usize = 600;
 
 /// What went wrong, coarsely: decides the errno at the C boundary and the CLI exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,12 +116,18 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One line, always: a message that arrives with newlines (a file's contents) is flattened.
+        // One line, always: a message that arrives with newlines (a file's contents) is flattened,
+        // and one that quotes a huge value is cut, so a corrupt file cannot flood stderr.
+        let mut written = 0;
         for (i, line) in self.msg.lines().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
+            let sep = if i > 0 { " " } else { "" };
+            for c in sep.chars().chain(line.chars()) {
+                if written == MAX_MESSAGE {
+                    return f.write_str("…");
+                }
+                f.write_char(c)?;
+                written += 1;
             }
-            f.write_str(line)?;
         }
         Ok(())
     }

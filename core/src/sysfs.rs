@@ -7,6 +7,10 @@ use crate::error::{Error, Result};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
+/// The most a sysfs/procfs file may hold: a cpulist naming every other CPU of an 8,192-CPU machine
+/// is about 20 KiB; anything far larger is not a file the kernel wrote.
+pub const MAX_FILE: usize = 256 * 1024;
+
 pub struct Fs {
     root: PathBuf,
     files_read: Cell<usize>,
@@ -36,15 +40,43 @@ impl Fs {
         self.root.join(rel.trim_start_matches('/'))
     }
     /// Whole file as text (lossy UTF-8), or None when it does not exist. Other I/O errors name the file.
+    ///
+    /// Only regular files are read, and at most `MAX_FILE` bytes of them: a FIFO or device node where a
+    /// sysfs file should be (a corrupt or hostile tree) must not hang or flood the reader.
     pub fn read_opt(&self, rel: &str) -> Result<Option<String>> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.path(rel);
         self.files_read.set(self.files_read.get() + 1);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-            Err(e) if is_absent(&e) => Ok(None),
-            Err(e) => Err(Error::file(&path, format!("cannot read: {e}"))
-                .with_errno(e.raw_os_error().unwrap_or(libc::EIO))),
+        let io_err = |e: std::io::Error| {
+            Error::file(&path, format!("cannot read: {e}"))
+                .with_errno(e.raw_os_error().unwrap_or(libc::EIO))
+        };
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        };
+        let meta = file.metadata().map_err(io_err)?;
+        if !meta.is_file() {
+            return Err(Error::file(&path, "is not a regular file"));
         }
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
+        if bytes.len() > MAX_FILE {
+            return Err(Error::file(
+                &path,
+                format!("is larger than {MAX_FILE} bytes"),
+            ));
+        }
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
 
     /// The file's text without trailing NULs and surrounding whitespace; None when absent.
