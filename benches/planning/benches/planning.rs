@@ -1,0 +1,137 @@
+//! Planning time as machines grow: `Machine::load` (the sysfs read), `plan_all` (every rank, as
+//! `gpuaff plan` does) and `plan_request` for rank 0 (what the shim plans) separately, and the whole
+//! of what the shim does before binding (`load` + `resolve_visible` + `plan_request` for
+//! rank 0). Each fixture tree is written once (gpuaff_fixtures::cached, under scratch_root(): tmpfs
+//! when /dev/shm is writable) and read many times.
+//!
+//! Before timing, one line per machine goes to stderr: CPUs, GPUs, `Machine.files_read` of a full
+//! load, and the files the shim's path reads (`session::Outcome::files_read`).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use gpuaff_core::gpu::resolve_visible;
+use gpuaff_core::{plan, session, AllowedFrom, DeviceOrder, Machine, Request, Source};
+use gpuaff_fixtures::Spec;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The machines: the catalog's DGX A100 (the 256-CPU, 8-GPU figure), the scaled series at
+/// 8 GPUs, and 72 GPUs at 1,024 and 4,096 CPUs.
+fn machines() -> Vec<(String, Spec)> {
+    let mut v = Vec::new();
+    if let Some(s) = gpuaff_fixtures::by_name("dgx-a100") {
+        v.push(("dgx-a100 256c 8g".to_string(), s));
+    }
+    for cpus in [16, 256, 1024, 4096] {
+        v.push((
+            format!("scaled {cpus}c 8g"),
+            gpuaff_fixtures::scaled(cpus, 8),
+        ));
+    }
+    for cpus in [1024, 4096] {
+        v.push((
+            format!("scaled {cpus}c 72g"),
+            gpuaff_fixtures::scaled(cpus, 72),
+        ));
+    }
+    v
+}
+
+fn request(root: PathBuf) -> Request {
+    Request {
+        fsroot: root,
+        source: Source::Sysfs,
+        rank: Some(0),
+        ..Request::default()
+    }
+}
+
+fn load(req: &Request) -> Machine {
+    match Machine::load(req, AllowedFrom::Snapshot) {
+        Ok(m) => m,
+        Err(e) => panic!("cannot load the fixture {}: {e}", req.fsroot.display()),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut trees = Vec::new();
+    for (label, spec) in machines() {
+        let root = match gpuaff_fixtures::cached(&spec) {
+            Ok(p) => p,
+            Err(e) => panic!("cannot write the fixture {label}: {e}"),
+        };
+        let req = request(root);
+        let m = load(&req);
+        let shim = match session::plan_for_process(&req, AllowedFrom::Snapshot) {
+            Ok(o) => o,
+            Err(e) => panic!("cannot plan rank 0 on {label}: {e}"),
+        };
+        eprintln!(
+            "machine {label}: {} CPUs, {} GPUs, files_read {}, shim_files_read {}, shim_full_load {}",
+            m.topology.online.len(),
+            m.gpus.len(),
+            m.files_read,
+            shim.files_read,
+            shim.full_load
+        );
+        trees.push((label, req, m));
+    }
+
+    let mut g = c.benchmark_group("load");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for (label, req, _) in &trees {
+        g.bench_with_input(BenchmarkId::from_parameter(label), req, |b, req| {
+            b.iter(|| load(black_box(req)))
+        });
+    }
+    g.finish();
+
+    // 10 samples: plan_all at 4,096 CPUs and 72 GPUs takes about a second.
+    let mut g = c.benchmark_group("plan_all");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (label, req, m) in &trees {
+        let visible = match resolve_visible(&m.gpus, None, DeviceOrder::FastestFirst) {
+            Ok(v) => v,
+            Err(e) => panic!("{label}: {e}"),
+        };
+        g.bench_with_input(BenchmarkId::from_parameter(label), m, |b, m| {
+            b.iter(|| plan::plan_all(black_box(&m.topology), &m.gpus, &visible, &req.plan))
+        });
+    }
+    g.finish();
+
+    // The shim plans one rank only.
+    let mut g = c.benchmark_group("plan_rank0");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (label, req, m) in &trees {
+        let visible = match resolve_visible(&m.gpus, None, DeviceOrder::FastestFirst) {
+            Ok(v) => v,
+            Err(e) => panic!("{label}: {e}"),
+        };
+        g.bench_with_input(BenchmarkId::from_parameter(label), m, |b, m| {
+            b.iter(|| plan::plan_request(black_box(req), m, &visible))
+        });
+    }
+    g.finish();
+
+    // What the constructor does before it binds: read what the plan needs, resolve the GPUs, plan.
+    let mut g = c.benchmark_group("shim_plan_rank0");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (label, req, _) in &trees {
+        g.bench_with_input(BenchmarkId::from_parameter(label), req, |b, req| {
+            b.iter(|| session::plan_for_process(black_box(req), AllowedFrom::Snapshot))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,1 @@
+//! Only the `planning` benchmark lives here (benches/planning.rs).
