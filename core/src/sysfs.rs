@@ -41,42 +41,42 @@ impl Fs {
     }
     /// Whole file as text (lossy UTF-8), or None when it does not exist. Other I/O errors name the file.
     ///
-    /// Only regular files are read, and at most `MAX_FILE` bytes of them: a FIFO or device node where a
-    /// sysfs file should be (a corrupt or hostile tree) must not hang or flood the reader.
+    /// At most `MAX_FILE` bytes are read: a FIFO or device node where a sysfs file should be (a
+    /// corrupt or hostile tree) must not hang or flood the reader. No `fstat`: a FIFO opened
+    /// `O_NONBLOCK` reads EOF (no writer) or EAGAIN (a writer), a directory fails EISDIR, an endless
+    /// device hits the cap; EAGAIN and EISDIR say "is not a regular file".
     pub fn read_opt(&self, rel: &str) -> Result<Option<String>> {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.path(rel);
         self.files_read.set(self.files_read.get() + 1);
-        let io_err = |e: std::io::Error| {
-            Error::file(&path, format!("cannot read: {e}"))
-                .with_errno(e.raw_os_error().unwrap_or(libc::EIO))
+        let path = self.path(rel);
+        let err = |errno: i32, what: &str| {
+            Error::file(
+                &path,
+                format!("{what}: {}", std::io::Error::from_raw_os_error(errno)),
+            )
+            .with_errno(errno)
         };
-        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
-        let file = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if is_absent(&e) => return Ok(None),
-            Err(e) => return Err(io_err(e)),
+        let fd = match open_read(&path) {
+            Ok(fd) => fd,
+            Err(errno) if is_absent_errno(errno) => return Ok(None),
+            Err(errno) => return Err(err(errno, "cannot read")),
         };
-        let meta = file.metadata().map_err(io_err)?;
-        if !meta.is_file() {
-            return Err(Error::file(&path, "is not a regular file"));
-        }
-        let mut bytes = Vec::new();
-        file.take(MAX_FILE as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err)?;
+        let bytes = match read_capped(&fd) {
+            Ok(b) => b,
+            Err(errno) if matches!(errno, libc::EAGAIN | libc::EISDIR) => {
+                return Err(Error::file(&path, "is not a regular file").with_errno(errno))
+            }
+            Err(errno) => return Err(err(errno, "cannot read")),
+        };
         if bytes.len() > MAX_FILE {
             return Err(Error::file(
                 &path,
                 format!("is larger than {MAX_FILE} bytes"),
             ));
         }
-        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        Ok(Some(match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }))
     }
 
     /// The file's text without trailing NULs and surrounding whitespace; None when absent.
@@ -157,6 +157,75 @@ impl Fs {
     pub fn is_dir(&self, rel: &str) -> bool {
         self.path(rel).is_dir()
     }
+}
+
+/// An open file descriptor, closed on drop.
+struct Fd(libc::c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and closed once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// `open(path, O_RDONLY|O_NONBLOCK|O_CLOEXEC)`; the errno on failure. O_NONBLOCK: opening a FIFO
+/// for reading would otherwise wait for a writer.
+fn open_read(path: &Path) -> std::result::Result<Fd, i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(Fd(fd))
+    }
+}
+
+/// Up to `MAX_FILE + 1` bytes of `fd`, through a stack buffer: sysfs files fit in one read, so
+/// the heap holds only the result.
+fn read_capped(fd: &Fd) -> std::result::Result<Vec<u8>, i32> {
+    let mut buf = [0u8; 4096];
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        let room = (MAX_FILE + 1 - out.len()).min(buf.len());
+        // SAFETY: `buf` has `room` <= its length writable bytes.
+        let n = unsafe { libc::read(fd.0, buf.as_mut_ptr().cast(), room) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        let n = n as usize;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if out.len() > MAX_FILE {
+            return Ok(out);
+        }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+fn is_absent_errno(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::ENOENT | libc::ENOTDIR | libc::ENODEV | libc::ENXIO
+    )
 }
 
 fn is_absent(e: &std::io::Error) -> bool {
@@ -308,6 +377,31 @@ mod tests {
             e.message().contains("bad_int") && e.message().contains("integer"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn non_regular_files_neither_hang_nor_flood() {
+        let t = TestFs::new("odd");
+        t.dir("d");
+        let fs = t.fs();
+        let e = fs.read_opt("d").unwrap_err();
+        assert!(
+            e.message().contains("is not a regular file") && e.message().contains("/d"),
+            "{e}"
+        );
+        // A FIFO without a writer reads as empty at once.
+        let fifo = std::ffi::CString::new(t.root.join("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: a valid path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        assert_eq!(fs.read_opt("fifo").unwrap().as_deref(), Some(""));
+        // An endless device stops at the cap.
+        std::os::unix::fs::symlink("/dev/zero", t.root.join("zero")).unwrap();
+        let e = fs.read_opt("zero").unwrap_err();
+        assert!(e.message().contains("larger than"), "{e}");
+        // Files bigger than the stack buffer come back whole.
+        let big = "0-1,".repeat(3000);
+        t.file("big", &big);
+        assert_eq!(fs.read_opt("big").unwrap().as_deref(), Some(big.as_str()));
     }
 
     #[test]
