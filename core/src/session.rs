@@ -42,7 +42,14 @@ pub fn plan_for_process_fs(
     nvml: &dyn Fn(Option<&Path>) -> Result<Vec<Gpu>>,
 ) -> Result<Outcome> {
     let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
-    let need = need_for(&req.plan);
+    let mut need = need_for(&req.plan);
+    // Only UUID, prefix and MIG entries need the driver's identity files; only FASTEST_FIRST's
+    // mixed-models warning needs to tell models apart.
+    need.identity = req
+        .cuda_visible_devices
+        .as_deref()
+        .is_some_and(|cvd| cvd.split(',').any(crate::gpu::entry_is_uuid));
+    need.models = order == DeviceOrder::FastestFirst;
     let first = plan_on(fs, req, allowed.clone(), &need, order, nvml)?;
     let vouched = match &first.2 {
         Ok(p) => !p.fallback,

@@ -129,10 +129,15 @@ impl Fs {
 
     /// Entry names of a directory (links or plain dirs alike), sorted; empty when it does not exist.
     pub fn list_dir(&self, rel: &str) -> Result<Vec<String>> {
+        Ok(self.list_dir_opt(rel)?.unwrap_or_default())
+    }
+
+    /// Entry names of a directory, sorted; None when it does not exist (or is not a directory).
+    pub fn list_dir_opt(&self, rel: &str) -> Result<Option<Vec<String>>> {
         let path = self.path(rel);
         let rd = match std::fs::read_dir(&path) {
             Ok(rd) => rd,
-            Err(e) if is_absent(&e) => return Ok(Vec::new()),
+            Err(e) if is_absent(&e) => return Ok(None),
             Err(e) => {
                 return Err(Error::file(&path, format!("cannot list directory: {e}"))
                     .with_errno(e.raw_os_error().unwrap_or(libc::EIO)))
@@ -145,7 +150,7 @@ impl Fs {
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
         names.sort();
-        Ok(names)
+        Ok(Some(names))
     }
 
     /// True when `rel` exists (following links) as anything.
