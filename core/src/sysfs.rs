@@ -419,6 +419,74 @@ mod tests {
         );
     }
 
+    /// Whole-path opens against `openat` on a held directory: `GPU_AFFINITY_BENCH_ROOT` (a
+    /// fixture tree) or a small one here. `cargo test -p gpuaff-core --lib openat_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn openat_timing() {
+        use std::time::Instant;
+        let t = TestFs::new("openat");
+        let root = match std::env::var_os("GPU_AFFINITY_BENCH_ROOT") {
+            Some(r) => PathBuf::from(r),
+            None => {
+                t.file(
+                    "sys/devices/system/cpu/cpu57/topology/core_cpus_list",
+                    "57,185\n",
+                );
+                t.root.clone()
+            }
+        };
+        let rel = "cpu57/topology/core_cpus_list";
+        let fs = Fs::new(&root);
+        let n = 20_000;
+        let full = format!("sys/devices/system/cpu/{rel}");
+        let start = Instant::now();
+        for _ in 0..n {
+            assert!(fs.read_opt(&full).unwrap().is_some());
+        }
+        let whole = start.elapsed();
+        let dir = std::ffi::CString::new(
+            root.join("sys/devices/system/cpu")
+                .to_str()
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+        // SAFETY: valid path.
+        let dfd = unsafe {
+            libc::open(
+                dir.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        assert!(dfd >= 0);
+        let crel = std::ffi::CString::new(rel).unwrap();
+        let start = Instant::now();
+        for _ in 0..n {
+            // SAFETY: valid dirfd and path.
+            let fd = unsafe {
+                libc::openat(
+                    dfd,
+                    crel.as_ptr(),
+                    libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                )
+            };
+            assert!(fd >= 0);
+            let fd = Fd(fd);
+            let bytes = read_capped(&fd).unwrap();
+            assert!(!String::from_utf8_lossy(&bytes).into_owned().is_empty());
+        }
+        let at = start.elapsed();
+        // SAFETY: ours.
+        unsafe { libc::close(dfd) };
+        eprintln!(
+            "{n} reads of {rel} under {}: whole path {:.2} us/read, openat {:.2} us/read",
+            root.display(),
+            whole.as_secs_f64() * 1e6 / n as f64,
+            at.as_secs_f64() * 1e6 / n as f64
+        );
+    }
+
     #[test]
     fn process_mask_holds_this_thread() {
         let m = process_mask().unwrap();
