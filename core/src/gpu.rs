@@ -246,24 +246,46 @@ fn parse_numa_status(text: &str) -> Option<u32> {
     node.filter(|_| online)
 }
 
+/// What `discover_sysfs_for` reads beyond each GPU's PCI address and locality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuReads {
+    /// The driver's `information` and `numa_status`: `uuid`, `minor`, `model`, `mem_node`.
+    pub identity: bool,
+    /// Without `identity`: something to tell models apart, for the FASTEST_FIRST warning. `model`
+    /// then holds the PCI device id ("PCI device 0x20b2"), read for GPUs the driver's procfs lists
+    /// (those whose model `identity` would have read), one small sysfs file instead of two procfs
+    /// ones.
+    pub models: bool,
+}
+
+impl GpuReads {
+    /// Everything (`discover_sysfs`).
+    pub const ALL: GpuReads = GpuReads {
+        identity: true,
+        models: true,
+    };
+}
+
 /// The machine's NVIDIA GPUs from sysfs and the driver's procfs, in PCI bus order.
 ///
 /// A PCI function counts when its `vendor` is 0x10de and its `class` a VGA or 3D controller
-/// (0x0300xx, 0x0302xx). Trimmed snapshots (and some platforms) omit `vendor`: then a display-class
-/// function that the NVIDIA driver lists under `proc/driver/nvidia/gpus/` counts too. When that
-/// procfs directory exists it lists the GPUs this container was given: GPUs absent from it are
-/// left out, so indices match what NVML and CUDA show inside the container.
+/// (0x0300xx, 0x0302xx). When the driver's procfs directory `proc/driver/nvidia/gpus/` exists it
+/// lists the GPUs this container was given: GPUs absent from it are left out, so indices match
+/// what NVML and CUDA show inside the container, and a function it lists is an NVIDIA GPU without
+/// reading `vendor` or `class` (the driver binds GPUs only).
 pub fn discover_sysfs(fs: &crate::sysfs::Fs) -> crate::Result<Vec<Gpu>> {
-    let proc_dirs: Option<Vec<String>> = if fs.is_dir(NV_PROC) {
-        Some(
-            fs.list_dir(NV_PROC)?
-                .iter()
-                .filter_map(|n| normalize_bdf(n))
-                .collect(),
-        )
-    } else {
-        None
-    };
+    discover_sysfs_for(fs, GpuReads::ALL)
+}
+
+/// As `discover_sysfs`, reading the driver's identity files only as `reads` says.
+pub fn discover_sysfs_for(fs: &crate::sysfs::Fs, reads: GpuReads) -> crate::Result<Vec<Gpu>> {
+    // (normalized address, directory name as the driver spells it)
+    let proc_dirs: Option<Vec<(String, String)>> = fs.list_dir_opt(NV_PROC)?.map(|names| {
+        names
+            .into_iter()
+            .filter_map(|n| Some((normalize_bdf(&n)?, n)))
+            .collect()
+    });
     let mut found: Vec<((u32, u32, u32, u32), Gpu)> = Vec::new();
     for name in fs.list_dir(PCI_DIR)? {
         let Some(key) = parse_bdf(&name) else {
@@ -274,29 +296,15 @@ pub fn discover_sysfs(fs: &crate::sysfs::Fs) -> crate::Result<Vec<Gpu>> {
         };
         // With the driver's procfs, only what it lists can be a GPU of this process: the other PCI
         // functions (hundreds on a real server) cost no reads at all.
-        let in_proc = proc_dirs.as_ref().map(|d| d.contains(&bdf));
-        if in_proc == Some(false) {
-            continue;
-        }
+        let proc_dir = match &proc_dirs {
+            None => None,
+            Some(dirs) => match dirs.iter().find(|(b, _)| *b == bdf) {
+                Some((_, n)) => Some(format!("{NV_PROC}/{n}")),
+                None => continue,
+            },
+        };
         let dir = format!("{PCI_DIR}/{name}");
-        // Vendor first: one read rejects every non-NVIDIA function, odd class files included.
-        let nvidia = match fs.read_str(&format!("{dir}/vendor"))? {
-            Some(v) => parse_hex(&v) == Some(0x10de),
-            None => in_proc == Some(true),
-        };
-        if !nvidia {
-            continue;
-        }
-        let class = match fs.read_str(&format!("{dir}/class"))? {
-            Some(c) => parse_hex(&c).ok_or_else(|| {
-                crate::Error::file(
-                    &fs.path(&format!("{dir}/class")),
-                    format!("{c:?} is not a hex PCI class (expected e.g. 0x030200)"),
-                )
-            })?,
-            None => continue,
-        };
-        if !matches!(class >> 8, 0x0300 | 0x0302) {
+        if proc_dir.is_none() && !is_nvidia_display(fs, &dir)? {
             continue;
         }
         let numa_node = fs
@@ -314,16 +322,22 @@ pub fn discover_sysfs(fs: &crate::sysfs::Fs) -> crate::Result<Vec<Gpu>> {
             local_cpus,
             ..Gpu::default()
         };
-        if in_proc == Some(true) {
-            let pdir = proc_name(fs, &bdf)?;
-            if let Some(text) = fs.read_opt(&format!("{pdir}/information"))? {
-                let info = parse_information(&text);
-                gpu.uuid = info.uuid;
-                gpu.minor = info.minor;
-                gpu.model = info.model;
-            }
-            if let Some(text) = fs.read_opt(&format!("{pdir}/numa_status"))? {
-                gpu.mem_node = parse_numa_status(&text);
+        if let Some(pdir) = proc_dir {
+            if reads.identity {
+                if let Some(text) = fs.read_opt(&format!("{pdir}/information"))? {
+                    let info = parse_information(&text);
+                    gpu.uuid = info.uuid;
+                    gpu.minor = info.minor;
+                    gpu.model = info.model;
+                }
+                if let Some(text) = fs.read_opt(&format!("{pdir}/numa_status"))? {
+                    gpu.mem_node = parse_numa_status(&text);
+                }
+            } else if reads.models {
+                gpu.model = fs
+                    .read_str(&format!("{dir}/device"))?
+                    .and_then(|d| parse_hex(&d))
+                    .map(|d| format!("PCI device {d:#06x}"));
             }
         }
         found.push((key, gpu));
@@ -336,14 +350,25 @@ pub fn discover_sysfs(fs: &crate::sysfs::Fs) -> crate::Result<Vec<Gpu>> {
         .collect())
 }
 
-/// The driver's procfs directory for `bdf` (its name may differ in case or domain width).
-fn proc_name(fs: &crate::sysfs::Fs, bdf: &str) -> crate::Result<String> {
-    for name in fs.list_dir(NV_PROC)? {
-        if normalize_bdf(&name).as_deref() == Some(bdf) {
-            return Ok(format!("{NV_PROC}/{name}"));
-        }
+/// True when the PCI function in `dir` is an NVIDIA display or 3D controller. Vendor first: one
+/// read rejects every non-NVIDIA function, odd class files included.
+fn is_nvidia_display(fs: &crate::sysfs::Fs, dir: &str) -> crate::Result<bool> {
+    let nvidia = fs
+        .read_str(&format!("{dir}/vendor"))?
+        .is_some_and(|v| parse_hex(&v) == Some(0x10de));
+    if !nvidia {
+        return Ok(false);
     }
-    Ok(format!("{NV_PROC}/{bdf}"))
+    let class = match fs.read_str(&format!("{dir}/class"))? {
+        Some(c) => parse_hex(&c).ok_or_else(|| {
+            crate::Error::file(
+                &fs.path(&format!("{dir}/class")),
+                format!("{c:?} is not a hex PCI class (expected e.g. 0x030200)"),
+            )
+        })?,
+        None => return Ok(false),
+    };
+    Ok(matches!(class >> 8, 0x0300 | 0x0302))
 }
 
 fn parse_hex(s: &str) -> Option<u32> {
@@ -435,6 +460,63 @@ mod tests {
         assert_eq!(gpus[0].minor, Some(3));
         assert_eq!(gpus[1].mem_node, Some(250));
         assert_eq!(gpus[1].local_cpus.to_list(), "0-15");
+    }
+
+    #[test]
+    fn procfs_listed_functions_skip_vendor_and_class_and_identity_is_optional() {
+        let t = TestFs::new("reads");
+        let d = "sys/bus/pci/devices";
+        // No vendor or class files at all: the driver's listing is what makes them GPUs.
+        for (bdf, device, model) in [
+            ("0000:07:00.0", "0x20b2", "NVIDIA A100-SXM4-80GB"),
+            ("0000:0f:00.0", "0x2237", "NVIDIA A10G"),
+        ] {
+            t.file(&format!("{d}/{bdf}/device"), &format!("{device}\n"))
+                .file(&format!("{d}/{bdf}/local_cpulist"), "0-3\n")
+                .file(&format!("{d}/{bdf}/numa_node"), "0\n")
+                .file(
+                    &format!("proc/driver/nvidia/gpus/{bdf}/information"),
+                    &format!("Model: \t\t {model}\nGPU UUID: \t GPU-{device}\n"),
+                );
+        }
+        let bare = GpuReads {
+            identity: false,
+            models: false,
+        };
+        let fs = t.fs();
+        let gpus = discover_sysfs_for(&fs, bare).unwrap();
+        assert_eq!(gpus.len(), 2);
+        assert!(gpus.iter().all(|g| g.uuid.is_none() && g.model.is_none()));
+        assert_eq!(fs.files_read(), 4, "numa_node and local_cpulist per GPU");
+
+        let fs = t.fs();
+        let models = GpuReads {
+            identity: false,
+            models: true,
+        };
+        let gpus = discover_sysfs_for(&fs, models).unwrap();
+        assert_eq!(fs.files_read(), 6, "and the PCI device id");
+        assert_eq!(gpus[0].model.as_deref(), Some("PCI device 0x20b2"));
+        assert_eq!(gpus[1].uuid, None);
+        let v = resolve_visible(&gpus, Some("0"), DeviceOrder::FastestFirst).unwrap();
+        assert!(
+            v.warnings.iter().any(|w| w.contains("GPU models differ")
+                && w.contains("PCI device 0x20b2")
+                && w.contains("PCI device 0x2237")),
+            "{:?}",
+            v.warnings
+        );
+
+        let fs = t.fs();
+        let gpus = discover_sysfs(&fs).unwrap();
+        assert_eq!(gpus[1].model.as_deref(), Some("NVIDIA A10G"));
+        assert_eq!(gpus[1].uuid.as_deref(), Some("GPU-0x2237"));
+        let v = resolve_visible(&gpus, None, DeviceOrder::FastestFirst).unwrap();
+        assert!(
+            v.warnings.iter().any(|w| w.contains("NVIDIA A10G")),
+            "{:?}",
+            v.warnings
+        );
     }
 
     #[test]

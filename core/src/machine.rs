@@ -1,7 +1,7 @@
 //! `Machine`: the topology and the GPUs, read once from one source.
 
 use crate::cpuset::CpuSet;
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, GpuReads};
 use crate::topology::Topology;
 
 /// Where the allowed CPU set starts from; the cgroup cpuset under the fsroot narrows it in every case.
@@ -51,7 +51,7 @@ impl Machine {
         nvml: &dyn Fn(Option<&Path>) -> crate::Result<Vec<Gpu>>,
     ) -> crate::Result<Machine> {
         let (topology, mut warnings) = Topology::load_with_warnings(fs, &allowed)?;
-        let gpus = load_gpus(fs, req, nvml, &mut warnings)?;
+        let gpus = load_gpus(fs, req, GpuReads::ALL, nvml, &mut warnings)?;
         Ok(Machine {
             topology,
             gpus,
@@ -89,7 +89,11 @@ impl Machine {
         let cgroup = topology::cgroup_cpus(fs, &online)?;
         let allowed_cpus =
             topology::allowed_set(&online, &allowed, cgroup.as_ref(), &mut warnings)?;
-        let gpus = load_gpus(fs, req, nvml, &mut warnings)?;
+        let reads = GpuReads {
+            identity: need.identity,
+            models: need.models,
+        };
+        let gpus = load_gpus(fs, req, reads, nvml, &mut warnings)?;
         let scope = match need.scope {
             NeedScope::Nothing => Some(CpuSet::new()),
             NeedScope::Machine => None,
@@ -135,14 +139,15 @@ impl Machine {
 fn load_gpus(
     fs: &Fs,
     req: &Request,
+    reads: GpuReads,
     nvml: &dyn Fn(Option<&Path>) -> crate::Result<Vec<Gpu>>,
     warnings: &mut Vec<String>,
 ) -> crate::Result<Vec<Gpu>> {
     Ok(match req.source {
-        Source::Sysfs => crate::gpu::discover_sysfs(fs)?,
+        Source::Sysfs => crate::gpu::discover_sysfs_for(fs, reads)?,
         Source::Nvml => nvml(req.nvml_lib.as_deref())?,
         Source::Auto => {
-            let sysfs = crate::gpu::discover_sysfs(fs)?;
+            let sysfs = crate::gpu::discover_sysfs_for(fs, reads)?;
             if needs_nvml(&sysfs, req.cuda_visible_devices.as_deref()) {
                 match nvml(req.nvml_lib.as_deref()) {
                     Ok(nv) if sysfs.is_empty() => nv,
@@ -217,6 +222,15 @@ pub struct Need {
     pub packages: bool,
     /// NUMA distances. No mode needs them: a GPU on a CPU-less node is placed by its local CPUs.
     pub distances: bool,
+    /// The GPUs' identity from the driver's procfs (`uuid`, `minor`, `model`, `mem_node`): only
+    /// `CUDA_VISIBLE_DEVICES` entries that are not indices (UUIDs, prefixes, MIG UUIDs) need it.
+    /// Without it those fields stay None (`mem_node` too: no plan uses it), except `model` as
+    /// `models` says.
+    pub identity: bool,
+    /// Without `identity`: tell the GPU models apart (the FASTEST_FIRST mixed-models warning);
+    /// `model` holds the PCI device id ("PCI device 0x20b2") of each GPU the driver lists
+    /// (`gpu::GpuReads::models`). Not needed with `CUDA_DEVICE_ORDER=PCI_BUS_ID`.
+    pub models: bool,
 }
 
 impl Need {
@@ -228,6 +242,8 @@ impl Need {
             complexes: true,
             packages: true,
             distances: true,
+            identity: true,
+            models: true,
         }
     }
 
@@ -239,6 +255,8 @@ impl Need {
             complexes: false,
             packages: false,
             distances: false,
+            identity: false,
+            models: true,
         }
     }
 }
@@ -257,6 +275,8 @@ pub fn need(mode: Mode) -> Need {
         complexes,
         packages: complexes,
         distances: false,
+        identity: false,
+        models: true,
     };
     match mode {
         Mode::None | Mode::Map => Need::nothing(),
@@ -274,6 +294,8 @@ pub fn need(mode: Mode) -> Need {
             complexes: false,
             packages: true,
             distances: false,
+            identity: false,
+            models: true,
         },
     }
 }

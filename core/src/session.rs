@@ -42,7 +42,14 @@ pub fn plan_for_process_fs(
     nvml: &dyn Fn(Option<&Path>) -> Result<Vec<Gpu>>,
 ) -> Result<Outcome> {
     let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
-    let need = need_for(&req.plan);
+    let mut need = need_for(&req.plan);
+    // Only UUID, prefix and MIG entries need the driver's identity files; only FASTEST_FIRST's
+    // mixed-models warning needs to tell models apart.
+    need.identity = req
+        .cuda_visible_devices
+        .as_deref()
+        .is_some_and(|cvd| cvd.split(',').any(crate::gpu::entry_is_uuid));
+    need.models = order == DeviceOrder::FastestFirst;
     let first = plan_on(fs, req, allowed.clone(), &need, order, nvml)?;
     let vouched = match &first.2 {
         Ok(p) => !p.fallback,
@@ -98,4 +105,84 @@ fn plan_on(
     }
     let plan = plan_request(req, &machine, &visible);
     Ok((machine, visible, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysfs::TestFs;
+
+    /// Two GPUs of different models, one per node, with the driver's procfs.
+    fn tree() -> TestFs {
+        let t = TestFs::new("session");
+        t.file("sys/devices/system/cpu/online", "0-7\n")
+            .file("sys/devices/system/node/node0/cpulist", "0-3\n")
+            .file("sys/devices/system/node/node1/cpulist", "4-7\n");
+        for (i, (bdf, device, model)) in [
+            ("0000:07:00.0", "0x20b2", "NVIDIA A100-SXM4-80GB"),
+            ("0000:87:00.0", "0x2237", "NVIDIA A10G"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let d = format!("sys/bus/pci/devices/{bdf}");
+            t.file(&format!("{d}/device"), &format!("{device}\n"))
+                .file(&format!("{d}/numa_node"), &format!("{i}\n"))
+                .file(
+                    &format!("{d}/local_cpulist"),
+                    &format!("{}-{}\n", i * 4, i * 4 + 3),
+                )
+                .file(
+                    &format!("proc/driver/nvidia/gpus/{bdf}/information"),
+                    &format!("Model: \t\t {model}\nGPU UUID: \t GPU-{i}{i}{i}-{device}\n"),
+                );
+        }
+        t
+    }
+
+    fn plan(t: &TestFs, cvd: Option<&str>, order: Option<&str>) -> Outcome {
+        let req = Request {
+            fsroot: t.root.clone(),
+            source: crate::config::Source::Sysfs,
+            rank: Some(0),
+            cuda_visible_devices: cvd.map(str::to_string),
+            cuda_device_order: order.map(str::to_string),
+            ..Request::default()
+        };
+        plan_for_process_fs(&t.fs(), &req, AllowedFrom::Snapshot, &|_| {
+            Err(crate::Error::nvml("unused"))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn identity_is_read_only_for_uuid_entries_and_models_only_for_fastest_first() {
+        let t = tree();
+        let by_index = plan(&t, Some("1"), None);
+        let by_uuid = plan(&t, Some("GPU-111"), None);
+        let by_bus = plan(&t, Some("1"), Some("PCI_BUS_ID"));
+        assert_eq!(by_index.plan.gpu_index, 1);
+        assert_eq!(by_index.plan, by_uuid.plan);
+        assert_eq!(by_index.plan, by_bus.plan);
+        assert_eq!(by_index.plan.cpus.to_list(), "4-7");
+        // The UUID needs the driver's files; indices need only the PCI device ids.
+        assert_eq!(by_index.machine.gpus[1].uuid, None);
+        assert_eq!(
+            by_uuid.machine.gpus[1].uuid.as_deref(),
+            Some("GPU-111-0x2237")
+        );
+        assert!(by_bus.files_read < by_index.files_read);
+        assert!(by_index.files_read < by_uuid.files_read);
+        // Both sources tell the models apart.
+        for (o, named) in [(&by_index, "PCI device 0x2237"), (&by_uuid, "NVIDIA A10G")] {
+            assert!(
+                o.warnings
+                    .iter()
+                    .any(|w| w.contains("GPU models differ") && w.contains(named)),
+                "{:?}",
+                o.warnings
+            );
+        }
+        assert!(by_bus.warnings.is_empty(), "{:?}", by_bus.warnings);
+    }
 }

@@ -552,12 +552,11 @@ fn read_llc(fs: &Fs, id: usize) -> Result<Option<CpuSet>> {
 
 /// The NUMA nodes (online ones, sorted by id), with their `distance` rows when `distances`.
 pub fn read_nodes(fs: &Fs, distances: bool) -> Result<Vec<NodeFacts>> {
-    if !fs.is_dir(NODE_DIR) {
+    let Some(names) = fs.list_dir_opt(NODE_DIR)? else {
         return Ok(Vec::new());
-    }
+    };
     let online = fs.read_list(&format!("{NODE_DIR}/online"))?;
-    let mut ids: Vec<u32> = fs
-        .list_dir(NODE_DIR)?
+    let mut ids: Vec<u32> = names
         .iter()
         .filter_map(|n| numbered(n, "node"))
         .filter_map(|n| u32::try_from(n).ok())
@@ -1029,9 +1028,16 @@ fn cgroup_mounts(fs: &Fs) -> Result<(Vec<String>, Vec<String>)> {
 /// `cpus` file is used instead.
 pub fn cgroup_cpus(fs: &Fs, online: &CpuSet) -> Result<Option<CpuSet>> {
     let (p1, p2) = cgroup_paths(fs)?;
-    let legacy = fs
-        .read_str("proc/self/cpuset")?
-        .filter(|s| s.starts_with('/'));
+    // The old `proc/self/cpuset` is only asked when `proc/self/cgroup` names no path.
+    let legacy = if p1.is_none() && p2.is_none() {
+        fs.read_str("proc/self/cpuset")?
+            .filter(|s| s.starts_with('/'))
+    } else {
+        None
+    };
+    if p1.is_none() && p2.is_none() && legacy.is_none() {
+        return Ok(None);
+    }
     let (mut m1, mut m2) = cgroup_mounts(fs)?;
     for d in ["sys/fs/cgroup/cpuset", "dev/cpuset"] {
         if !m1.iter().any(|m| m == d) {
