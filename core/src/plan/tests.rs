@@ -945,3 +945,50 @@ fn plan_dump() {
     }
     std::fs::write(path, out).unwrap();
 }
+
+/// The CPU-indexed `cores_of` / `complexes_of` against walking every core and complex, on sets
+/// with CPUs in no core (and beyond every core), complexes listed out of CPU order, and cores
+/// that overlap (where the index must step aside).
+#[test]
+fn indexed_cores_and_complexes_equal_the_walk() {
+    let (mut topo, gpus) = ex2();
+    let lone = topo.cores.pop().unwrap().cpus;
+    topo.complexes.reverse();
+    topo.complexes.pop();
+    let top = topo.online.last().unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut sets: Vec<CpuSet> = vec![CpuSet::new(), topo.online.clone(), lone.clone()];
+    for _ in 0..300 {
+        let set: CpuSet = (0..=top + 3)
+            .filter(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                seed >> 62 == 0
+            })
+            .collect();
+        sets.push(set);
+    }
+    let ctx = Ctx::new(&topo, &gpus);
+    assert!(ctx.core_index().is_some() && ctx.complex_index().is_some());
+    for set in &sets {
+        let walked = ctx.cores_of_walk(set);
+        assert_eq!(ctx.cores_of(set), walked, "cores of {set}");
+        assert_eq!(ctx.within_one_core(set), walked.len() <= 1, "{set}");
+        let mut groups = ctx.complexes_walk(set);
+        if groups.len() > 1 && groups.iter().all(|g| ctx.cores_of_walk(g).len() <= 1) {
+            groups.clear();
+        }
+        assert_eq!(ctx.complexes_of(set), groups, "complexes of {set}");
+    }
+
+    // Overlapping cores and complexes: no index, the walk answers.
+    let mut topo = topo;
+    topo.cores[1].cpus = topo.cores[1].cpus.union(&topo.cores[0].cpus);
+    topo.complexes[1] = topo.complexes[1].union(&topo.complexes[0]);
+    let ctx = Ctx::new(&topo, &gpus);
+    assert!(ctx.core_index().is_none() && ctx.complex_index().is_none());
+    for set in &sets {
+        assert_eq!(ctx.cores_of(set), ctx.cores_of_walk(set), "cores of {set}");
+    }
+}
