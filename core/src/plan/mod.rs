@@ -469,7 +469,7 @@ struct Home {
 /// NVIDIA family: a GPU's home and its cores.
 struct NvidiaHome {
     home: Home,
-    cores: Vec<CpuSet>,
+    cores: Rc<Vec<CpuSet>>,
 }
 
 /// Marks a CPU in no core (or complex) in the indexes.
@@ -588,7 +588,7 @@ impl<'a> Ctx<'a> {
         };
         cell.get_or_init(|| {
             let home = self.nvidia_home(g)?;
-            let cores = self.cores_of(&home.cpus);
+            let cores = Rc::new(self.cores_of(&home.cpus));
             Ok(NvidiaHome { home, cores })
         })
         .as_ref()
@@ -603,11 +603,13 @@ impl<'a> Ctx<'a> {
                 return Ok(Rc::clone(parts));
             }
         }
-        let lists = machine
+        let homes = machine
             .iter()
-            .map(|&gi| self.nvidia(gi).map(|n| n.cores.clone()))
+            .map(|&gi| self.nvidia(gi))
             .collect::<crate::Result<Vec<_>>>()?;
-        let parts = Rc::new(nvidia::Participants::new(lists));
+        let lists = homes.iter().map(|n| Rc::clone(&n.cores)).collect();
+        let sets: Vec<&CpuSet> = homes.iter().map(|n| &n.home.cpus).collect();
+        let parts = Rc::new(nvidia::Participants::new(lists, &sets));
         *self.participants.borrow_mut() = Some((machine, Rc::clone(&parts)));
         Ok(parts)
     }
@@ -681,7 +683,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// `own` ∩ allowed, else the allowed CPUs of the package(s) near `near`, else every allowed CPU.
-    fn with_fallback(&self, own: &CpuSet, near: &CpuSet, what: &str) -> crate::Result<Home> {
+    fn with_fallback(
+        &self,
+        own: &CpuSet,
+        near: &CpuSet,
+        what: impl FnOnce() -> String,
+    ) -> crate::Result<Home> {
         let allowed = &self.topo.allowed;
         let cpus = own.intersection(allowed);
         if !cpus.is_empty() {
@@ -691,6 +698,8 @@ impl<'a> Ctx<'a> {
                 notes: Vec::new(),
             });
         }
+        // Said only when needed: formatting CPU lists costs more than planning the common case.
+        let what = what();
         let pkg = self.package_cpus(near).intersection(allowed);
         let (cpus, to) = if !pkg.is_empty() {
             (pkg, "the allowed CPUs of its package")
@@ -725,8 +734,8 @@ impl<'a> Ctx<'a> {
         } else {
             g.local_cpus.clone()
         };
-        let what = format!("the local CPUs {own} of GPU {}", gpu_label(g));
-        let mut home = self.with_fallback(&own, &own, &what)?;
+        let what = || format!("the local CPUs {own} of GPU {}", gpu_label(g));
+        let mut home = self.with_fallback(&own, &own, what)?;
         notes.iter_mut().for_each(|n| *n = format!("the {n}"));
         notes.append(&mut home.notes);
         home.notes = notes;
@@ -747,15 +756,17 @@ impl<'a> Ctx<'a> {
                 .filter(|n| n.1.intersects(&pkg))
                 .map(|n| &n.1)
                 .collect();
-            let what = format!(
-                "the package of {} of GPU {}",
-                node_label(&r.nodes),
-                gpu_label(g)
-            );
-            return self.with_fallback(&own, &near, &what);
+            let what = || {
+                format!(
+                    "the package of {} of GPU {}",
+                    node_label(&r.nodes),
+                    gpu_label(g)
+                )
+            };
+            return self.with_fallback(&own, &near, what);
         }
-        let what = format!("{} of GPU {}", node_label(&r.nodes), gpu_label(g));
-        self.with_fallback(&node_cpus, &near, &what)
+        let what = || format!("{} of GPU {}", node_label(&r.nodes), gpu_label(g));
+        self.with_fallback(&node_cpus, &near, what)
     }
 
     /// The cores of `set`: each core's CPUs within `set`, ordered by the core's sibling tuple. A CPU

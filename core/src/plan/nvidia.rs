@@ -6,11 +6,12 @@ use super::Mode;
 use crate::cpuset::CpuSet;
 use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// The participants' core lists with what every rank's choice shares, computed once per plan:
 /// the buckets of identical lists and, for `socket_single_unique`, every participant's pick.
 pub(super) struct Participants {
-    lists: Vec<Vec<CpuSet>>,
+    lists: Vec<Rc<Vec<CpuSet>>>,
     /// Buckets of identical lists in order of first appearance, members in GPU order.
     buckets: Vec<Vec<usize>>,
     /// Participant → its bucket.
@@ -25,13 +26,15 @@ pub(super) struct Participants {
 }
 
 impl Participants {
-    pub(super) fn new(lists: Vec<Vec<CpuSet>>) -> Self {
+    /// `homes[i]` is the set of CPUs that `lists[i]` groups into cores: lists are equal exactly
+    /// when their sets are, and sets are cheaper to compare.
+    pub(super) fn new(lists: Vec<Rc<Vec<CpuSet>>>, homes: &[&CpuSet]) -> Self {
         let mut buckets: Vec<Vec<usize>> = Vec::new();
         let mut bucket_of = Vec::with_capacity(lists.len());
         {
-            let mut by_list: HashMap<&[CpuSet], usize> = HashMap::new();
-            for (i, list) in lists.iter().enumerate() {
-                let b = *by_list.entry(list.as_slice()).or_insert_with(|| {
+            let mut by_home: HashMap<&CpuSet, usize> = HashMap::new();
+            for (i, &home) in homes.iter().enumerate() {
+                let b = *by_home.entry(home).or_insert_with(|| {
                     buckets.push(Vec::new());
                     buckets.len() - 1
                 });
@@ -84,7 +87,7 @@ pub(super) fn choose(
             mode == Mode::SocketUniqueInterleaved,
             notes,
         ),
-        _ => mine.clone(),
+        _ => mine.to_vec(),
     }
 }
 
@@ -98,7 +101,7 @@ fn single_unique(parts: &Participants, me: usize, notes: &mut Vec<String>) -> Ve
     let picks = parts.single.get_or_init(|| {
         let mut taken = CpuSet::new();
         let mut picks = Vec::with_capacity(parts.lists.len());
-        for list in &parts.lists {
+        for list in parts.lists.iter() {
             let pick = match list.iter().position(|c| !overlaps(c, &taken)) {
                 Some(i) => (i, false),
                 None if list.is_empty() => break,
