@@ -983,7 +983,6 @@ fn indexed_cores_and_complexes_equal_the_walk() {
     }
 
     // Overlapping cores and complexes: no index, the walk answers.
-    let mut topo = topo;
     topo.cores[1].cpus = topo.cores[1].cpus.union(&topo.cores[0].cpus);
     topo.complexes[1] = topo.complexes[1].union(&topo.complexes[0]);
     let ctx = Ctx::new(&topo, &gpus);
