@@ -13,6 +13,7 @@ mod torch;
 use crate::cpuset::CpuSet;
 use crate::error::Error;
 use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -363,7 +364,7 @@ fn plan_rank_in(
             let node_name = node_label(&resolved.nodes);
             match opts.mode {
                 Mode::Exclusive => {
-                    let cores = ctx.cores_of(&home.cpus);
+                    let cores = ctx.cores_shared(&home.cpus);
                     let run = torch::exclusive(&cores, k, on_node, &node_name, &mut plan.notes);
                     run.iter().collect()
                 }
@@ -494,14 +495,22 @@ impl Index {
         let mut first = Vec::with_capacity(groups.len());
         for (i, g) in groups.iter().enumerate() {
             let i = u32::try_from(i).ok().filter(|&i| i != NONE)?;
-            for cpu in g.iter() {
-                let slot = of.get_mut(cpu)?;
-                if *slot != NONE {
-                    return None;
+            let mut lowest = usize::MAX;
+            // Word by word: a core's siblings lie far apart, with many empty words between.
+            for (w, &bits) in g.words().iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    let cpu = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let slot = of.get_mut(cpu)?;
+                    if *slot != NONE {
+                        return None;
+                    }
+                    *slot = i;
+                    lowest = lowest.min(cpu);
                 }
-                *slot = i;
             }
-            first.push(g.first().unwrap_or(usize::MAX));
+            first.push(lowest);
         }
         Some(Index { of, first })
     }
@@ -528,6 +537,8 @@ struct Ctx<'a> {
     /// Per machine GPU.
     resolved: Vec<OnceCell<Resolved>>,
     nvidia: Vec<OnceCell<Result<NvidiaHome, Error>>>,
+    /// `cores_of` of the sets asked before: GPUs on one node share their home CPUs.
+    core_lists: RefCell<HashMap<CpuSet, Rc<Vec<CpuSet>>>>,
     /// The NVIDIA participants last planned, by machine GPU index.
     participants: RefCell<Option<(Vec<usize>, Rc<nvidia::Participants>)>>,
     /// Answer for a GPU index out of range (callers check first).
@@ -550,6 +561,7 @@ impl<'a> Ctx<'a> {
             complexes: OnceCell::new(),
             resolved: gpus.iter().map(|_| OnceCell::new()).collect(),
             nvidia: gpus.iter().map(|_| OnceCell::new()).collect(),
+            core_lists: RefCell::new(HashMap::new()),
             participants: RefCell::new(None),
             unresolved: Resolved::default(),
         }
@@ -588,11 +600,23 @@ impl<'a> Ctx<'a> {
         };
         cell.get_or_init(|| {
             let home = self.nvidia_home(g)?;
-            let cores = Rc::new(self.cores_of(&home.cpus));
+            let cores = self.cores_shared(&home.cpus);
             Ok(NvidiaHome { home, cores })
         })
         .as_ref()
         .map_err(Clone::clone)
+    }
+
+    /// `cores_of(set)`, computed once per set.
+    fn cores_shared(&self, set: &CpuSet) -> Rc<Vec<CpuSet>> {
+        if let Some(cores) = self.core_lists.borrow().get(set) {
+            return Rc::clone(cores);
+        }
+        let cores = Rc::new(self.cores_of(set));
+        self.core_lists
+            .borrow_mut()
+            .insert(set.clone(), Rc::clone(&cores));
+        cores
     }
 
     /// The NVIDIA participants `machine` (machine GPU indices in participant order), kept for the

@@ -877,6 +877,16 @@ fn plan_timing() {
         let one = time(&|| {
             std::hint::black_box(plan_rank(&m.topology, &m.gpus, &vis, &o, 0, None).ok());
         });
+        let index = time(&|| {
+            std::hint::black_box(Ctx::new(&m.topology, &m.gpus).core_index().is_some());
+        });
+        let homes = time(&|| {
+            let ctx = Ctx::new(&m.topology, &m.gpus);
+            for gi in 0..m.gpus.len() {
+                std::hint::black_box(ctx.nvidia(gi).is_ok());
+            }
+        });
+        eprintln!("{label}: core index {index:?}, every GPU's home and cores {homes:?}");
         eprintln!(
             "{label}: {} CPUs {} GPUs: plan_all {all:?}, one rank {one:?}",
             m.topology.online.len(),
