@@ -1,6 +1,7 @@
-//! NVIDIA `gpu_affinity.py` family over plain core lists: `lists[i]` is participant i's cores (its
-//! local CPUs ∩ allowed, grouped by SMT siblings, ordered by sibling tuple); participants are in
-//! GPU order. Returns the cores of participant `me`.
+//! NVIDIA `gpu_affinity.py` family over plain core lists: `Participants::lists[i]` is participant
+//! i's cores (its local CPUs ∩ allowed, grouped by SMT siblings, ordered by sibling tuple);
+//! participants are in GPU order. `choose` returns the cores of participant `me`; what all ranks
+//! share (buckets, the single-unique picks) is computed once per `Participants`.
 
 use super::Mode;
 use crate::cpuset::CpuSet;
