@@ -800,23 +800,22 @@ impl<'a> Ctx<'a> {
             return self.cores_of_walk(set);
         };
         // Disjoint cores: ordering by sibling tuple is ordering by lowest CPU.
-        let mut slot = vec![NONE; index.first.len()];
+        let mut touched = vec![false; index.first.len()];
         let mut keyed: Vec<(usize, CpuSet)> = Vec::new();
         for cpu in set.iter() {
-            let at = index
-                .group(cpu)
-                .and_then(|c| Some((slot.get_mut(c)?, index.first.get(c)?)));
-            match at {
-                Some((s, _)) if *s != NONE => {
-                    if let Some(k) = keyed.get_mut(*s as usize) {
-                        k.1.insert(cpu);
-                    }
+            let Some(c) = index.group(cpu) else {
+                keyed.push((cpu, CpuSet::single(cpu)));
+                continue;
+            };
+            if let (Some(t), Some(core), Some(&first)) = (
+                touched.get_mut(c),
+                self.topo.cores.get(c),
+                index.first.get(c),
+            ) {
+                if !*t {
+                    *t = true;
+                    keyed.push((first, core.cpus.intersection(set)));
                 }
-                Some((s, &first)) => {
-                    *s = u32::try_from(keyed.len()).unwrap_or(NONE);
-                    keyed.push((first, CpuSet::single(cpu)));
-                }
-                None => keyed.push((cpu, CpuSet::single(cpu))),
             }
         }
         keyed.sort_by_key(|k| k.0);
