@@ -12,6 +12,9 @@ mod torch;
 
 use crate::cpuset::CpuSet;
 use crate::error::Error;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -195,10 +198,12 @@ pub fn plan_all(topo: &Topology, gpus: &[Gpu], visible: &Visible, opts: &PlanOpt
     if visible.gpus.is_empty() && opts.nproc.is_none() {
         warnings.push("no GPU visible: nothing to plan".to_string());
     }
+    // One context for every rank: the indexes and each GPU's home CPUs are computed once.
+    let ctx = Ctx::new(topo, gpus);
     Plan {
         options: opts.clone(),
         ranks: (0..nproc)
-            .map(|r| plan_rank(topo, gpus, visible, opts, r, None))
+            .map(|r| plan_rank_in(&ctx, visible, opts, r, None))
             .collect(),
         warnings,
     }
@@ -218,6 +223,17 @@ pub fn plan_rank(
     rank: usize,
     gpu: Option<usize>,
 ) -> Result<RankPlan, Error> {
+    plan_rank_in(&Ctx::new(topo, gpus), visible, opts, rank, gpu)
+}
+
+fn plan_rank_in(
+    ctx: &Ctx,
+    visible: &Visible,
+    opts: &PlanOptions,
+    rank: usize,
+    gpu: Option<usize>,
+) -> Result<RankPlan, Error> {
+    let (topo, gpus) = (ctx.topo, ctx.gpus);
     if visible.gpus.is_empty() {
         return Err(Error::no_device(
             "no GPU visible (none present, or CUDA_VISIBLE_DEVICES selects none)",
@@ -259,7 +275,6 @@ pub fn plan_rank(
         )));
     }
 
-    let ctx = Ctx::new(topo);
     let mut notes = Vec::new();
     // The GPUs taking part, as machine indices, and this rank's position among them.
     let (pool, pos): (Vec<usize>, usize) = if single && nproc > 1 && gpus.len() > 1 {
@@ -273,7 +288,7 @@ pub fn plan_rank(
         (visible.gpus.clone(), cuda)
     };
 
-    let resolved = ctx.resolve_nodes(me);
+    let resolved = ctx.resolved(gpu_index);
     let mut plan = RankPlan {
         rank,
         gpu: cuda,
@@ -316,30 +331,30 @@ pub fn plan_rank(
             if pos >= limit {
                 members.push(pos);
             }
-            let mut lists = Vec::with_capacity(members.len());
+            let machine: Vec<usize> = members.iter().map(|&p| pool[p]).collect();
             let mut me_at = 0;
-            for (i, &p) in members.iter().enumerate() {
-                let home = ctx.nvidia_home(&gpus[pool[p]])?;
+            for (i, (&p, &gi)) in members.iter().zip(&machine).enumerate() {
+                let home = &ctx.nvidia(gi)?.home;
                 if p == pos {
                     me_at = i;
-                    plan.notes.extend(home.notes);
+                    plan.notes.extend(home.notes.iter().cloned());
                     plan.fallback = home.fallback;
                 }
-                lists.push(ctx.cores_of(&home.cpus));
             }
-            let chosen = nvidia::choose(opts.mode, opts.balanced, &lists, me_at, &mut plan.notes);
+            let parts = ctx.participants(machine)?;
+            let chosen = nvidia::choose(opts.mode, opts.balanced, &parts, me_at, &mut plan.notes);
             chosen.iter().collect()
         }
         Family::Torch => {
             plan.notes.extend(resolved.notes.iter().cloned());
-            let home = ctx.torch_home(me, &resolved, opts.mode == Mode::Package)?;
+            let home = ctx.torch_home(me, resolved, opts.mode == Mode::Package)?;
             plan.notes.extend(home.notes);
             plan.fallback = home.fallback;
             // The GPUs "on a node": every GPU of the pool with the same node(s), whatever nproc is.
             let mut k = 0;
             let mut on_node = 0;
             for (p, &gi) in pool.iter().enumerate() {
-                if ctx.resolve_nodes(&gpus[gi]).nodes == resolved.nodes {
+                if ctx.resolved(gi).nodes == resolved.nodes {
                     if p < pos {
                         k += 1;
                     }
@@ -349,7 +364,7 @@ pub fn plan_rank(
             let node_name = node_label(&resolved.nodes);
             match opts.mode {
                 Mode::Exclusive => {
-                    let cores = ctx.cores_of(&home.cpus);
+                    let cores = ctx.cores_shared(&home.cpus);
                     let run = torch::exclusive(&cores, k, on_node, &node_name, &mut plan.notes);
                     run.iter().collect()
                 }
@@ -438,34 +453,189 @@ fn node_label(nodes: &CpuSet) -> String {
 }
 
 /// A GPU's node(s) for CPU binding, with the note saying why when it is not its PCI `numa_node`.
+#[derive(Default)]
 struct Resolved {
     nodes: CpuSet,
     notes: Vec<String>,
 }
 
 /// A GPU's own CPUs within the allowed set, or the fallback when the allowed set excludes them.
+#[derive(Clone)]
 struct Home {
     cpus: CpuSet,
     fallback: bool,
     notes: Vec<String>,
 }
 
+/// NVIDIA family: a GPU's home and its cores.
+struct NvidiaHome {
+    home: Home,
+    cores: Rc<Vec<CpuSet>>,
+}
+
+/// Marks a CPU in no core (or complex) in the indexes.
+const NONE: u32 = u32::MAX;
+
+/// CPU id → index of the one group (core or complex) holding it, when the groups are disjoint.
+struct Index {
+    of: Vec<u32>,
+    /// Per group: its lowest CPU (the sort key of disjoint cores).
+    first: Vec<usize>,
+}
+
+impl Index {
+    /// None when two groups share a CPU: then the groups are walked one by one.
+    fn new(groups: &[&CpuSet]) -> Option<Index> {
+        let len = groups
+            .iter()
+            .filter_map(|g| g.last())
+            .max()
+            .map_or(0, |l| l + 1);
+        let mut of = vec![NONE; len];
+        let mut first = Vec::with_capacity(groups.len());
+        for (i, g) in groups.iter().enumerate() {
+            let i = u32::try_from(i).ok().filter(|&i| i != NONE)?;
+            let mut lowest = usize::MAX;
+            // Word by word: a core's siblings lie far apart, with many empty words between.
+            for (w, &bits) in g.words().iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    let cpu = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let slot = of.get_mut(cpu)?;
+                    if *slot != NONE {
+                        return None;
+                    }
+                    *slot = i;
+                    lowest = lowest.min(cpu);
+                }
+            }
+            first.push(lowest);
+        }
+        Some(Index { of, first })
+    }
+
+    fn group(&self, cpu: usize) -> Option<usize> {
+        self.of
+            .get(cpu)
+            .copied()
+            .filter(|&g| g != NONE)
+            .map(|g| g as usize)
+    }
+}
+
+/// What planning needs of a machine, built once per `plan_all` (or `plan_rank`) and shared by its
+/// ranks; per-GPU results are computed on first use.
 struct Ctx<'a> {
     topo: &'a Topology,
+    gpus: &'a [Gpu],
     /// (id, online CPUs), sorted by id; CPU-less nodes included. One node 0 holding every online
     /// CPU when the machine reports no NUMA information.
     nodes: Vec<(u32, CpuSet)>,
+    cores: OnceCell<Option<Index>>,
+    complexes: OnceCell<Option<Index>>,
+    /// Per machine GPU.
+    resolved: Vec<OnceCell<Resolved>>,
+    nvidia: Vec<OnceCell<Result<NvidiaHome, Error>>>,
+    /// `cores_of` of the sets asked before: GPUs on one node share their home CPUs.
+    core_lists: RefCell<HashMap<CpuSet, Rc<Vec<CpuSet>>>>,
+    /// The NVIDIA participants last planned, by machine GPU index.
+    participants: RefCell<Option<(Vec<usize>, Rc<nvidia::Participants>)>>,
+    /// Answer for a GPU index out of range (callers check first).
+    unresolved: Resolved,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(topo: &'a Topology) -> Self {
+    fn new(topo: &'a Topology, gpus: &'a [Gpu]) -> Self {
         let mut nodes: Vec<(u32, CpuSet)> = if topo.nodes.is_empty() {
             vec![(0, topo.online.clone())]
         } else {
             topo.nodes.iter().map(|n| (n.id, n.cpus.clone())).collect()
         };
         nodes.sort_by_key(|n| n.0);
-        Ctx { topo, nodes }
+        Ctx {
+            topo,
+            gpus,
+            nodes,
+            cores: OnceCell::new(),
+            complexes: OnceCell::new(),
+            resolved: gpus.iter().map(|_| OnceCell::new()).collect(),
+            nvidia: gpus.iter().map(|_| OnceCell::new()).collect(),
+            core_lists: RefCell::new(HashMap::new()),
+            participants: RefCell::new(None),
+            unresolved: Resolved::default(),
+        }
+    }
+
+    fn core_index(&self) -> Option<&Index> {
+        self.cores
+            .get_or_init(|| {
+                let groups: Vec<&CpuSet> = self.topo.cores.iter().map(|c| &c.cpus).collect();
+                Index::new(&groups)
+            })
+            .as_ref()
+    }
+
+    fn complex_index(&self) -> Option<&Index> {
+        self.complexes
+            .get_or_init(|| Index::new(&self.topo.complexes.iter().collect::<Vec<_>>()))
+            .as_ref()
+    }
+
+    /// Machine GPU `gi`'s node(s).
+    fn resolved(&self, gi: usize) -> &Resolved {
+        match (self.resolved.get(gi), self.gpus.get(gi)) {
+            (Some(cell), Some(g)) => cell.get_or_init(|| self.resolve_nodes(g)),
+            _ => &self.unresolved,
+        }
+    }
+
+    /// Machine GPU `gi`'s NVIDIA-family home and its cores.
+    fn nvidia(&self, gi: usize) -> crate::Result<&NvidiaHome> {
+        let (Some(cell), Some(g)) = (self.nvidia.get(gi), self.gpus.get(gi)) else {
+            return Err(Error::invalid(format!(
+                "machine GPU {gi} does not exist (the machine has {} GPU(s))",
+                self.gpus.len()
+            )));
+        };
+        cell.get_or_init(|| {
+            let home = self.nvidia_home(g)?;
+            let cores = self.cores_shared(&home.cpus);
+            Ok(NvidiaHome { home, cores })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+    }
+
+    /// `cores_of(set)`, computed once per set.
+    fn cores_shared(&self, set: &CpuSet) -> Rc<Vec<CpuSet>> {
+        if let Some(cores) = self.core_lists.borrow().get(set) {
+            return Rc::clone(cores);
+        }
+        let cores = Rc::new(self.cores_of(set));
+        self.core_lists
+            .borrow_mut()
+            .insert(set.clone(), Rc::clone(&cores));
+        cores
+    }
+
+    /// The NVIDIA participants `machine` (machine GPU indices in participant order), kept for the
+    /// next rank, which in `plan_all` has the same ones.
+    fn participants(&self, machine: Vec<usize>) -> crate::Result<Rc<nvidia::Participants>> {
+        if let Some((key, parts)) = self.participants.borrow().as_ref() {
+            if *key == machine {
+                return Ok(Rc::clone(parts));
+            }
+        }
+        let homes = machine
+            .iter()
+            .map(|&gi| self.nvidia(gi))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let lists = homes.iter().map(|n| Rc::clone(&n.cores)).collect();
+        let sets: Vec<&CpuSet> = homes.iter().map(|n| &n.home.cpus).collect();
+        let parts = Rc::new(nvidia::Participants::new(lists, &sets));
+        *self.participants.borrow_mut() = Some((machine, Rc::clone(&parts)));
+        Ok(parts)
     }
 
     fn node_cpus(&self, id: u32) -> Option<&CpuSet> {
@@ -537,7 +707,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// `own` ∩ allowed, else the allowed CPUs of the package(s) near `near`, else every allowed CPU.
-    fn with_fallback(&self, own: &CpuSet, near: &CpuSet, what: &str) -> crate::Result<Home> {
+    fn with_fallback(
+        &self,
+        own: &CpuSet,
+        near: &CpuSet,
+        what: impl FnOnce() -> String,
+    ) -> crate::Result<Home> {
         let allowed = &self.topo.allowed;
         let cpus = own.intersection(allowed);
         if !cpus.is_empty() {
@@ -547,6 +722,8 @@ impl<'a> Ctx<'a> {
                 notes: Vec::new(),
             });
         }
+        // Said only when needed: formatting CPU lists costs more than planning the common case.
+        let what = what();
         let pkg = self.package_cpus(near).intersection(allowed);
         let (cpus, to) = if !pkg.is_empty() {
             (pkg, "the allowed CPUs of its package")
@@ -581,8 +758,8 @@ impl<'a> Ctx<'a> {
         } else {
             g.local_cpus.clone()
         };
-        let what = format!("the local CPUs {own} of GPU {}", gpu_label(g));
-        let mut home = self.with_fallback(&own, &own, &what)?;
+        let what = || format!("the local CPUs {own} of GPU {}", gpu_label(g));
+        let mut home = self.with_fallback(&own, &own, what)?;
         notes.iter_mut().for_each(|n| *n = format!("the {n}"));
         notes.append(&mut home.notes);
         home.notes = notes;
@@ -603,20 +780,50 @@ impl<'a> Ctx<'a> {
                 .filter(|n| n.1.intersects(&pkg))
                 .map(|n| &n.1)
                 .collect();
-            let what = format!(
-                "the package of {} of GPU {}",
-                node_label(&r.nodes),
-                gpu_label(g)
-            );
-            return self.with_fallback(&own, &near, &what);
+            let what = || {
+                format!(
+                    "the package of {} of GPU {}",
+                    node_label(&r.nodes),
+                    gpu_label(g)
+                )
+            };
+            return self.with_fallback(&own, &near, what);
         }
-        let what = format!("{} of GPU {}", node_label(&r.nodes), gpu_label(g));
-        self.with_fallback(&node_cpus, &near, &what)
+        let what = || format!("{} of GPU {}", node_label(&r.nodes), gpu_label(g));
+        self.with_fallback(&node_cpus, &near, what)
     }
 
     /// The cores of `set`: each core's CPUs within `set`, ordered by the core's sibling tuple. A CPU
     /// that no core lists counts as a core of its own.
     fn cores_of(&self, set: &CpuSet) -> Vec<CpuSet> {
+        let Some(index) = self.core_index() else {
+            return self.cores_of_walk(set);
+        };
+        // Disjoint cores: ordering by sibling tuple is ordering by lowest CPU.
+        let mut touched = vec![false; index.first.len()];
+        let mut keyed: Vec<(usize, CpuSet)> = Vec::new();
+        for cpu in set.iter() {
+            let Some(c) = index.group(cpu) else {
+                keyed.push((cpu, CpuSet::single(cpu)));
+                continue;
+            };
+            if let (Some(t), Some(core), Some(&first)) = (
+                touched.get_mut(c),
+                self.topo.cores.get(c),
+                index.first.get(c),
+            ) {
+                if !*t {
+                    *t = true;
+                    keyed.push((first, core.cpus.intersection(set)));
+                }
+            }
+        }
+        keyed.sort_by_key(|k| k.0);
+        keyed.into_iter().map(|k| k.1).collect()
+    }
+
+    /// `cores_of` for cores that share CPUs: every core intersected with `set`.
+    fn cores_of_walk(&self, set: &CpuSet) -> Vec<CpuSet> {
         let mut keyed: Vec<(Vec<usize>, CpuSet)> = Vec::new();
         let mut seen = CpuSet::new();
         for core in &self.topo.cores {
@@ -633,9 +840,62 @@ impl<'a> Ctx<'a> {
         keyed.into_iter().map(|k| k.1).collect()
     }
 
+    /// Whether `set` lies within one core (a CPU in no core being a core of its own).
+    fn within_one_core(&self, set: &CpuSet) -> bool {
+        let Some(index) = self.core_index() else {
+            return self.cores_of_walk(set).len() <= 1;
+        };
+        let mut cpus = set.iter();
+        let Some(first) = cpus.next() else {
+            return true;
+        };
+        match index.group(first) {
+            Some(core) => cpus.all(|cpu| index.group(cpu) == Some(core)),
+            None => cpus.next().is_none(),
+        }
+    }
+
     /// `set` grouped by the core complexes (CPUs sharing the highest-level cache); CPUs in no
     /// complex form one more group.
     fn complexes_of(&self, set: &CpuSet) -> Vec<CpuSet> {
+        let mut groups = match self.complex_index() {
+            Some(index) => {
+                let mut parts: Vec<(usize, CpuSet)> = Vec::new();
+                let mut slot = vec![NONE; index.first.len()];
+                let mut rest = CpuSet::new();
+                for cpu in set.iter() {
+                    match index.group(cpu).and_then(|c| Some((c, slot.get_mut(c)?))) {
+                        Some((_, s)) if *s != NONE => {
+                            if let Some(p) = parts.get_mut(*s as usize) {
+                                p.1.insert(cpu);
+                            }
+                        }
+                        Some((c, s)) => {
+                            *s = u32::try_from(parts.len()).unwrap_or(NONE);
+                            parts.push((c, CpuSet::single(cpu)));
+                        }
+                        None => rest.insert(cpu),
+                    }
+                }
+                // In the order the topology lists the complexes.
+                parts.sort_by_key(|p| p.0);
+                let mut groups: Vec<CpuSet> = parts.into_iter().map(|p| p.1).collect();
+                if !rest.is_empty() {
+                    groups.push(rest);
+                }
+                groups
+            }
+            None => self.complexes_walk(set),
+        };
+        // "No cache shared by several cores": when every group lies within one core.
+        if groups.len() > 1 && groups.iter().all(|g| self.within_one_core(g)) {
+            groups.clear();
+        }
+        groups
+    }
+
+    /// `complexes_of`'s groups for complexes that share CPUs: every complex intersected with `set`.
+    fn complexes_walk(&self, set: &CpuSet) -> Vec<CpuSet> {
         let mut groups: Vec<CpuSet> = Vec::new();
         let mut seen = CpuSet::new();
         for cx in &self.topo.complexes {
@@ -648,10 +908,6 @@ impl<'a> Ctx<'a> {
         let rest = set.difference(&seen);
         if !rest.is_empty() {
             groups.push(rest);
-        }
-        // "No cache shared by several cores": when every group lies within one core.
-        if groups.len() > 1 && groups.iter().all(|g| self.cores_of(g).len() <= 1) {
-            return vec![];
         }
         groups
     }

@@ -1,61 +1,134 @@
-//! NVIDIA `gpu_affinity.py` family over plain core lists: `lists[i]` is participant i's cores (its
-//! local CPUs ∩ allowed, grouped by SMT siblings, ordered by sibling tuple); participants are in
-//! GPU order. Returns the cores of participant `me`.
+//! NVIDIA `gpu_affinity.py` family over plain core lists: `Participants::lists[i]` is participant
+//! i's cores (its local CPUs ∩ allowed, grouped by SMT siblings, ordered by sibling tuple);
+//! participants are in GPU order. `choose` returns the cores of participant `me`; what all ranks
+//! share (buckets, the single-unique picks) is computed once per `Participants`.
 
 use super::Mode;
 use crate::cpuset::CpuSet;
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// The participants' core lists with what every rank's choice shares, computed once per plan:
+/// the buckets of identical lists and, for `socket_single_unique`, every participant's pick.
+pub(super) struct Participants {
+    lists: Vec<Rc<Vec<CpuSet>>>,
+    /// Buckets of identical lists in order of first appearance, members in GPU order.
+    buckets: Vec<Vec<usize>>,
+    /// Participant → its bucket.
+    bucket_of: Vec<usize>,
+    /// Some bucket has fewer cores than GPUs.
+    starved: bool,
+    /// The smallest cores-per-GPU quotient over the buckets that can give each GPU a core.
+    min_per: Option<usize>,
+    /// `socket_single_unique`: participant → (index of its core in its list, shared); None from
+    /// the first participant with no core on.
+    single: OnceCell<Vec<Option<(usize, bool)>>>,
+}
+
+impl Participants {
+    /// `homes[i]` is the set of CPUs that `lists[i]` groups into cores: lists are equal exactly
+    /// when their sets are, and sets are cheaper to compare.
+    pub(super) fn new(lists: Vec<Rc<Vec<CpuSet>>>, homes: &[&CpuSet]) -> Self {
+        let mut buckets: Vec<Vec<usize>> = Vec::new();
+        let mut bucket_of = Vec::with_capacity(lists.len());
+        {
+            let mut by_home: HashMap<&CpuSet, usize> = HashMap::new();
+            for (i, &home) in homes.iter().enumerate() {
+                let b = *by_home.entry(home).or_insert_with(|| {
+                    buckets.push(Vec::new());
+                    buckets.len() - 1
+                });
+                if let Some(members) = buckets.get_mut(b) {
+                    members.push(i);
+                }
+                bucket_of.push(b);
+            }
+        }
+        let size = |members: &Vec<usize>| {
+            members
+                .first()
+                .and_then(|&m| lists.get(m))
+                .map_or(0, |l| l.len())
+        };
+        let starved = buckets.iter().any(|m| size(m) < m.len());
+        let min_per = buckets
+            .iter()
+            .filter(|m| size(m) >= m.len())
+            .map(|m| size(m) / m.len())
+            .min();
+        Participants {
+            lists,
+            buckets,
+            bucket_of,
+            starved,
+            min_per,
+            single: OnceCell::new(),
+        }
+    }
+}
 
 pub(super) fn choose(
     mode: Mode,
     balanced: bool,
-    lists: &[Vec<CpuSet>],
+    parts: &Participants,
     me: usize,
     notes: &mut Vec<String>,
 ) -> Vec<CpuSet> {
-    let Some(mine) = lists.get(me) else {
+    let Some(mine) = parts.lists.get(me) else {
         return Vec::new();
     };
     match mode {
         Mode::SocketSingle => mine.iter().take(1).cloned().collect(),
-        Mode::SocketSingleUnique => single_unique(lists, me, notes),
+        Mode::SocketSingleUnique => single_unique(parts, me, notes),
         Mode::SocketUniqueContiguous | Mode::SocketUniqueInterleaved => unique(
-            lists,
+            parts,
             me,
             balanced,
             mode == Mode::SocketUniqueInterleaved,
             notes,
         ),
-        _ => mine.clone(),
+        _ => mine.to_vec(),
     }
+}
+
+fn overlaps(a: &CpuSet, b: &CpuSet) -> bool {
+    a.words().iter().zip(b.words()).any(|(x, y)| x & y != 0)
 }
 
 /// GPUs in order each take the first core of their set not yet taken; one that finds none shares
 /// its set's first core (the reference shifts later ranks onto other GPUs' cores, or crashes).
-fn single_unique(lists: &[Vec<CpuSet>], me: usize, notes: &mut Vec<String>) -> Vec<CpuSet> {
-    let mut taken = CpuSet::new();
-    for (i, list) in lists.iter().enumerate().take(me + 1) {
-        let free = list.iter().find(|c| !c.intersects(&taken));
-        let core = match free {
-            Some(c) => c,
-            None => {
-                let Some(first) = list.first() else {
-                    return Vec::new();
-                };
-                if i == me {
-                    notes.push(format!(
-                        "no free core left among CPUs {}: sharing core {first}",
-                        list.iter().collect::<CpuSet>()
-                    ));
-                }
-                first
+fn single_unique(parts: &Participants, me: usize, notes: &mut Vec<String>) -> Vec<CpuSet> {
+    let picks = parts.single.get_or_init(|| {
+        let mut taken = CpuSet::new();
+        let mut picks = Vec::with_capacity(parts.lists.len());
+        for list in parts.lists.iter() {
+            let pick = match list.iter().position(|c| !overlaps(c, &taken)) {
+                Some(i) => (i, false),
+                None if list.is_empty() => break,
+                None => (0, true),
+            };
+            if let Some(core) = list.get(pick.0) {
+                taken = taken.union(core);
             }
-        };
-        if i == me {
-            return vec![core.clone()];
+            picks.push(Some(pick));
         }
-        taken = taken.union(core);
+        picks.resize(parts.lists.len(), None);
+        picks
+    });
+    let (Some(Some((i, shared))), Some(list)) = (picks.get(me), parts.lists.get(me)) else {
+        return Vec::new();
+    };
+    let Some(core) = list.get(*i) else {
+        return Vec::new();
+    };
+    if *shared {
+        notes.push(format!(
+            "no free core left among CPUs {}: sharing core {core}",
+            list.iter().collect::<CpuSet>()
+        ));
     }
-    Vec::new()
+    vec![core.clone()]
 }
 
 /// Buckets of GPUs with identical core lists split their list: contiguous runs of `per` cores or
@@ -63,27 +136,16 @@ fn single_unique(lists: &[Vec<CpuSet>], me: usize, notes: &mut Vec<String>) -> V
 /// each GPU a core; a bucket with fewer cores than GPUs shares its cores (the reference gives
 /// every rank an empty set).
 fn unique(
-    lists: &[Vec<CpuSet>],
+    parts: &Participants,
     me: usize,
     balanced: bool,
     interleaved: bool,
     notes: &mut Vec<String>,
 ) -> Vec<CpuSet> {
-    // Buckets in order of first appearance, members in GPU order.
-    let mut buckets: Vec<(&Vec<CpuSet>, Vec<usize>)> = Vec::new();
-    for (i, list) in lists.iter().enumerate() {
-        match buckets.iter_mut().find(|b| b.0 == list) {
-            Some(b) => b.1.push(i),
-            None => buckets.push((list, vec![i])),
-        }
-    }
-    let starved = buckets.iter().any(|b| b.0.len() < b.1.len());
-    let min_per = buckets
-        .iter()
-        .filter(|b| b.0.len() >= b.1.len())
-        .map(|b| b.0.len() / b.1.len())
-        .min();
-    let Some((cores, members)) = buckets.iter().find(|b| b.1.contains(&me)) else {
+    let Some(members) = parts.bucket_of.get(me).and_then(|&b| parts.buckets.get(b)) else {
+        return Vec::new();
+    };
+    let Some(cores) = members.first().and_then(|&m| parts.lists.get(m)) else {
         return Vec::new();
     };
     let g = members.len();
@@ -101,13 +163,13 @@ fn unique(
         return vec![core.clone()];
     }
     let per = if balanced {
-        if starved {
+        if parts.starved {
             notes.push(
                 "balanced split: the minimum is taken over the GPUs that can each have a core (some GPUs share cores)"
                     .to_string(),
             );
         }
-        min_per.unwrap_or(c / g)
+        parts.min_per.unwrap_or(c / g)
     } else {
         c / g
     };

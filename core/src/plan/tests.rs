@@ -829,3 +829,175 @@ fn plan_request_uses_rank_gpu_and_options() {
     assert_eq!(plan.ranks.len(), 4);
     assert_eq!(plan.options.mode, Mode::Node);
 }
+
+/// Fixture machines loaded from sysfs trees written once under the scratch root.
+fn fixture_machine(spec: &gpuaff_fixtures::Spec) -> Option<crate::Machine> {
+    let root = gpuaff_fixtures::cached(spec).ok()?;
+    let req = crate::Request {
+        fsroot: root,
+        source: crate::Source::Sysfs,
+        rank: Some(0),
+        ..crate::Request::default()
+    };
+    crate::Machine::load(&req, crate::AllowedFrom::Snapshot).ok()
+}
+
+/// Planning time on big machines (run in release):
+/// `cargo test -p gpuaff-core --release --lib plan_timing -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn plan_timing() {
+    use std::time::{Duration, Instant};
+    let specs = [
+        ("dgx-a100", gpuaff_fixtures::by_name("dgx-a100")),
+        ("big-1024", gpuaff_fixtures::by_name("big-1024")),
+        ("gpu72", gpuaff_fixtures::by_name("gpu72")),
+        ("scaled 4096c 72g", Some(gpuaff_fixtures::scaled(4096, 72))),
+    ];
+    for (label, spec) in specs {
+        let m = fixture_machine(&spec.expect(label)).expect(label);
+        let vis = crate::gpu::resolve_visible(&m.gpus, None, crate::DeviceOrder::FastestFirst)
+            .expect(label);
+        let o = PlanOptions::default();
+        let time = |f: &dyn Fn()| -> Duration {
+            let mut best = Duration::MAX;
+            let start = Instant::now();
+            let mut n = 0;
+            while n < 3 || (start.elapsed() < Duration::from_secs(2) && n < 200) {
+                let t = Instant::now();
+                f();
+                best = best.min(t.elapsed());
+                n += 1;
+            }
+            best
+        };
+        let all = time(&|| {
+            std::hint::black_box(plan_all(&m.topology, &m.gpus, &vis, &o));
+        });
+        let one = time(&|| {
+            std::hint::black_box(plan_rank(&m.topology, &m.gpus, &vis, &o, 0, None).ok());
+        });
+        let index = time(&|| {
+            std::hint::black_box(Ctx::new(&m.topology, &m.gpus).core_index().is_some());
+        });
+        let homes = time(&|| {
+            let ctx = Ctx::new(&m.topology, &m.gpus);
+            for gi in 0..m.gpus.len() {
+                std::hint::black_box(ctx.nvidia(gi).is_ok());
+            }
+        });
+        eprintln!("{label}: core index {index:?}, every GPU's home and cores {homes:?}");
+        eprintln!(
+            "{label}: {} CPUs {} GPUs: plan_all {all:?}, one rank {one:?}",
+            m.topology.online.len(),
+            m.gpus.len()
+        );
+    }
+}
+
+/// Every plan of every catalog machine in every mode, as text: run before and after a change to
+/// the planner's internals and compare (`GPUAFF_PLAN_DUMP=/path`).
+#[test]
+#[ignore]
+fn plan_dump() {
+    use std::fmt::Write;
+    let Some(path) = std::env::var_os("GPUAFF_PLAN_DUMP") else {
+        return;
+    };
+    let mut out = String::new();
+    let specs = gpuaff_fixtures::catalog()
+        .into_iter()
+        .filter(|s| s.ncpus() <= 1024)
+        .chain([gpuaff_fixtures::scaled(512, 24)]);
+    for spec in specs {
+        let Some(m) = fixture_machine(&spec) else {
+            writeln!(out, "{}: no load", spec.name).unwrap();
+            continue;
+        };
+        let Ok(full) = crate::gpu::resolve_visible(&m.gpus, None, crate::DeviceOrder::PciBusId)
+        else {
+            continue;
+        };
+        let mut visibles = vec![full.clone()];
+        if full.gpus.len() > 1 {
+            let mut one = full.clone();
+            one.gpus = vec![full.gpus[full.gpus.len() / 2]];
+            visibles.push(one);
+            let mut odd = full.clone();
+            odd.gpus = full.gpus.iter().copied().skip(1).step_by(2).collect();
+            visibles.push(odd);
+        }
+        for vis in &visibles {
+            for mode in Mode::ALL {
+                for cores in [Cores::AllLogical, Cores::SingleLogical] {
+                    for balanced in [true, false] {
+                        for nproc in [None, Some(1), Some(3), Some(m.gpus.len().max(1))] {
+                            let o = PlanOptions {
+                                mode,
+                                cores,
+                                balanced,
+                                nproc,
+                                map: (mode == Mode::Map).then(|| {
+                                    m.topology.cores.iter().map(|c| c.cpus.clone()).collect()
+                                }),
+                            };
+                            let p = plan_all(&m.topology, &m.gpus, vis, &o);
+                            writeln!(out, "{} {:?} {o:?}\n{p:?}", spec.name, vis.gpus).unwrap();
+                            for g in 0..vis.gpus.len().min(4) {
+                                let r = plan_rank(&m.topology, &m.gpus, vis, &o, 0, Some(g));
+                                writeln!(out, "gpu {g}: {r:?}").unwrap();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// The CPU-indexed `cores_of` / `complexes_of` against walking every core and complex, on sets
+/// with CPUs in no core (and beyond every core), complexes listed out of CPU order, and cores
+/// that overlap (where the index must step aside).
+#[test]
+fn indexed_cores_and_complexes_equal_the_walk() {
+    let (mut topo, gpus) = ex2();
+    let lone = topo.cores.pop().unwrap().cpus;
+    topo.complexes.reverse();
+    topo.complexes.pop();
+    let top = topo.online.last().unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut sets: Vec<CpuSet> = vec![CpuSet::new(), topo.online.clone(), lone.clone()];
+    for _ in 0..300 {
+        let set: CpuSet = (0..=top + 3)
+            .filter(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                seed >> 62 == 0
+            })
+            .collect();
+        sets.push(set);
+    }
+    let ctx = Ctx::new(&topo, &gpus);
+    assert!(ctx.core_index().is_some() && ctx.complex_index().is_some());
+    for set in &sets {
+        let walked = ctx.cores_of_walk(set);
+        assert_eq!(ctx.cores_of(set), walked, "cores of {set}");
+        assert_eq!(ctx.within_one_core(set), walked.len() <= 1, "{set}");
+        let mut groups = ctx.complexes_walk(set);
+        if groups.len() > 1 && groups.iter().all(|g| ctx.cores_of_walk(g).len() <= 1) {
+            groups.clear();
+        }
+        assert_eq!(ctx.complexes_of(set), groups, "complexes of {set}");
+    }
+
+    // Overlapping cores and complexes: no index, the walk answers.
+    topo.cores[1].cpus = topo.cores[1].cpus.union(&topo.cores[0].cpus);
+    topo.complexes[1] = topo.complexes[1].union(&topo.complexes[0]);
+    let ctx = Ctx::new(&topo, &gpus);
+    assert!(ctx.core_index().is_none() && ctx.complex_index().is_none());
+    for set in &sets {
+        assert_eq!(ctx.cores_of(set), ctx.cores_of_walk(set), "cores of {set}");
+    }
+}
