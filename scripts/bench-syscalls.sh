@@ -29,7 +29,9 @@ measure() { # NAME FSROOT-or-empty ENV...
     local name=$1 fx=$2
     shift 2
     strace -f -c -o "$work/c.txt" env "$@" /bin/true 2>/dev/null
-    strace -f -e trace=openat,open -o "$work/o.txt" env "$@" /bin/true 2>/dev/null
+    # -y names each descriptor's path, so an openat relative to a held directory of the fixture
+    # (`openat(5</…/cpu>, "cpu3/…")`) counts as under it.
+    strace -f -y -e trace=openat,open -o "$work/o.txt" env "$@" /bin/true 2>/dev/null
     python3 - "$work/c.txt" "$work/o.txt" "$fx" "$name" >>"$work/rows.txt" <<'EOF'
 import sys
 calls = {}
