@@ -247,3 +247,48 @@ fn no_gpu_is_enodev_with_a_clear_message() {
         run.describe()
     );
 }
+
+/// gpu_affinity_set from 16 threads at once while 1,000 threads are being created: no deadlock
+/// (a watchdog in the program), every call succeeds, and every thread — those alive after the
+/// calls and those created later — ends inside the final binding.
+#[test]
+fn concurrent_calls_during_a_thread_storm() {
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    for (gpu, want) in [("1", "1"), ("0", "0")] {
+        let run = Proc::new(c_program("storm", true))
+            .arg(gpu)
+            .env("GPU_AFFINITY_FSROOT", fx.path())
+            .run();
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        let rcs: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("set rc="))
+            .collect();
+        assert_eq!(rcs.len(), 16, "{}", run.describe());
+        assert!(
+            rcs.iter().all(|l| *l == "set rc=1"),
+            "every call binds one CPU\n{}",
+            run.describe()
+        );
+        assert!(
+            run.tasks().len() >= 21,
+            "main, 4 creators, 16 callers\n{}",
+            run.describe()
+        );
+        assert_all_tasks(&run, want, &[]);
+        let late: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("late cpus="))
+            .collect();
+        assert_eq!(
+            late,
+            vec![format!("late cpus={want}").as_str(); 4],
+            "{}",
+            run.describe()
+        );
+        assert!(run.stdout.ends_with("done\n"), "{}", run.describe());
+    }
+}

@@ -397,3 +397,33 @@ fn python_daemon_threads_at_interpreter_exit() {
     assert!(run.tasks().len() >= 5, "{}", run.describe());
     assert_all_tasks(&run, "1", &[]);
 }
+
+/// python3 bound as local rank 1: children through multiprocessing's fork, spawn and forkserver end
+/// on rank 1's CPU (threads too); a spawned child given LOCAL_RANK=0 rebinds to rank 0's CPU although
+/// it inherited its parent's narrowed mask.
+#[test]
+fn python_multiprocessing_children_end_on_their_rank() {
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    let run = Proc::new("python3")
+        .arg(root().join("tests/py/mp_children.py"))
+        .preload()
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", "1")
+        .run();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    for want in [
+        "parent cpus=1",
+        "fork rank=1 cpus=1 thread=1",
+        "spawn rank=1 cpus=1 thread=1",
+        "forkserver rank=1 cpus=1 thread=1",
+        "spawn-as-0 rank=0 cpus=0 thread=0",
+    ] {
+        assert!(
+            run.stdout.lines().any(|l| l == want),
+            "{want}\n{}",
+            run.describe()
+        );
+    }
+    assert!(run.stdout.ends_with("done\n"), "{}", run.describe());
+}
