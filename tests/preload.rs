@@ -307,45 +307,30 @@ fn threads_from_an_earlier_constructor_are_bound() {
 fn pinned_workers_keep_their_narrower_mask_for_children() {
     require_cpus_0_and_1();
     let fx = fixture("two-gpu-local");
-    let pinned = |mode: &str, rank: &str| {
-        Proc::new(c_program("pinned", false))
+    // (mode, rank, inner child's CPUs, outer child's CPUs); the inner worker pins CPU 1, the outer CPU 0.
+    for (mode, rank, inner, outer) in [
+        // Mode node binds CPUs 0-1: both workers pin inside it; their children inherit 1 and 0.
+        ("node", "0", "1", "0"),
+        // Rank 1 binds CPU 1: the worker pinned to CPU 0 is outside, so its child starts on CPU 1.
+        ("socket_unique_contiguous", "1", "1", "1"),
+    ] {
+        let run = preloaded(c_program("pinned", false), &fx, rank)
             .args(["1", "0"])
-            .preload()
-            .env("GPU_AFFINITY_FSROOT", fx.path())
             .env("GPU_AFFINITY_MODE", mode)
-            .env("LOCAL_RANK", rank)
-            .run()
-    };
-    // Mode node binds CPUs 0-1: both workers pin inside it, and their children inherit 1 and 0.
-    let run = pinned("node", "0");
-    assert_eq!(run.code(), Some(0), "{}", run.describe());
-    assert_eq!(
-        run.field("inner child", "cpus").as_deref(),
-        Some("1"),
-        "{}",
-        run.describe()
-    );
-    assert_eq!(
-        run.field("outer child", "cpus").as_deref(),
-        Some("0"),
-        "{}",
-        run.describe()
-    );
-    // Rank 1 binds CPU 1: the worker pinned to CPU 0 is outside, so its child starts on CPU 1.
-    let run = pinned("socket_unique_contiguous", "1");
-    assert_eq!(run.code(), Some(0), "{}", run.describe());
-    assert_eq!(
-        run.field("inner child", "cpus").as_deref(),
-        Some("1"),
-        "{}",
-        run.describe()
-    );
-    assert_eq!(
-        run.field("outer child", "cpus").as_deref(),
-        Some("1"),
-        "{}",
-        run.describe()
-    );
+            .run();
+        let at = format!("{mode} rank {rank}\n{}", run.describe());
+        assert_eq!(run.code(), Some(0), "{at}");
+        assert_eq!(
+            run.field("inner child", "cpus").as_deref(),
+            Some(inner),
+            "{at}"
+        );
+        assert_eq!(
+            run.field("outer child", "cpus").as_deref(),
+            Some(outer),
+            "{at}"
+        );
+    }
 }
 
 /// Threads on the hook's wrapper path leave through pthread_exit and cancellation (forced unwinds
@@ -356,26 +341,19 @@ fn pthread_exit_and_cancellation_pass_through_the_wrapper() {
     let fx = fixture("two-gpu-local");
     for extra in [&[][..], &[("GPU_AFFINITY_MEMBIND", "preferred")][..]] {
         // Rank 1 binds CPU 1; the creator pins itself to CPU 0, outside, so the hook wraps.
-        let run = Proc::new(c_program("exits", false))
+        let run = preloaded(c_program("exits", false), &fx, "1")
             .arg("0")
-            .preload()
-            .env("GPU_AFFINITY_FSROOT", fx.path())
-            .env("LOCAL_RANK", "1")
             .envs(extra)
             .run();
-        assert_eq!(run.code(), Some(0), "{extra:?}\n{}", run.describe());
-        assert!(
-            run.stdout.contains("exit value=42 cpus=1\n"),
-            "{extra:?}\n{}",
-            run.describe()
-        );
+        let at = format!("{extra:?}\n{}", run.describe());
+        assert_eq!(run.code(), Some(0), "{at}");
+        assert!(run.stdout.contains("exit value=42 cpus=1\n"), "{at}");
         assert!(
             run.stdout
                 .contains("cancel result=canceled cleanup=1 cpus=1\n"),
-            "{extra:?}\n{}",
-            run.describe()
+            "{at}"
         );
-        assert!(run.stdout.ends_with("done\n"), "{}", run.describe());
+        assert!(run.stdout.ends_with("done\n"), "{at}");
     }
 }
 
@@ -385,11 +363,8 @@ fn pthread_exit_and_cancellation_pass_through_the_wrapper() {
 fn python_daemon_threads_at_interpreter_exit() {
     require_cpus_0_and_1();
     let fx = fixture("two-gpu-local");
-    let run = Proc::new("python3")
+    let run = preloaded("python3", &fx, "1")
         .arg(root().join("tests/py/daemon_exit.py"))
-        .preload()
-        .env("GPU_AFFINITY_FSROOT", fx.path())
-        .env("LOCAL_RANK", "1")
         .env("GPU_AFFINITY_MEMBIND", "preferred")
         .run();
     assert_eq!(run.code(), Some(0), "{}", run.describe());
@@ -405,11 +380,8 @@ fn python_daemon_threads_at_interpreter_exit() {
 fn python_multiprocessing_children_end_on_their_rank() {
     require_cpus_0_and_1();
     let fx = fixture("two-gpu-local");
-    let run = Proc::new("python3")
+    let run = preloaded("python3", &fx, "1")
         .arg(root().join("tests/py/mp_children.py"))
-        .preload()
-        .env("GPU_AFFINITY_FSROOT", fx.path())
-        .env("LOCAL_RANK", "1")
         .run();
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     for want in [

@@ -269,6 +269,14 @@ impl Proc {
     }
 }
 
+/// `program` with libgpuaff.so preloaded as local `rank` on the fixture tree `fx`.
+pub fn preloaded(program: impl AsRef<std::ffi::OsStr>, fx: &TempTree, rank: &str) -> Proc {
+    Proc::new(program)
+        .preload()
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", rank)
+}
+
 /// This test process's own Cpus_allowed_list (what an unbound child inherits).
 pub fn own_cpus() -> String {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
