@@ -306,7 +306,15 @@ impl<'a> CpuReader<'a> {
                 }
             }
         }
-        if want.cores {
+        if want.cores && self.smt_inactive()? {
+            // The kernel says no core has two online threads: every CPU is its own core, and no
+            // sibling file needs reading (Grace, and machines booted with SMT off).
+            for cpu in scope.iter() {
+                if let Some(r) = self.rec(cpu) {
+                    r.thread_siblings = Some(CpuSet::single(cpu));
+                }
+            }
+        } else if want.cores {
             let mut done = CpuSet::new();
             for cpu in scope.iter() {
                 if !done.contains(cpu) {
@@ -327,6 +335,17 @@ impl<'a> CpuReader<'a> {
             self.rec(cpu);
         }
         Ok(self.recs.into_iter().flatten().collect())
+    }
+
+    /// `cpu/smt/active` reads 0: "no physical core has two or more sibling threads online"
+    /// (Documentation/ABI/testing/sysfs-devices-system-cpu). Absent (older kernels, snapshots) or
+    /// anything else: false, and siblings are read as usual.
+    fn smt_inactive(&self) -> Result<bool> {
+        Ok(self
+            .fs
+            .read_str(&format!("{CPU_DIR}/smt/active"))?
+            .as_deref()
+            == Some("0"))
     }
 
     /// Reads `cpu`'s package; returns the CPUs now known.
@@ -1153,6 +1172,43 @@ mod tests {
             .file("sys/devices/system/node/node1/distance", "20 10 40\n")
             .file("sys/devices/system/node/node2/cpulist", "\n")
             .file("sys/devices/system/node/node2/distance", "40 30 10\n");
+    }
+
+    /// With `cpu/smt/active` = 0 every CPU is its own core and no sibling file is read: here the
+    /// sibling files (wrongly) claim pairs, so reading them would give two cores, not four.
+    #[test]
+    fn smt_inactive_means_one_core_per_cpu_without_reading_siblings() {
+        let t = TestFs::new("smt-off");
+        t.file("sys/devices/system/cpu/online", "0-3\n");
+        for c in 0..4usize {
+            let pair = c / 2 * 2;
+            cpu(&t, c, &format!("{pair}-{}", pair + 1), "0-3", 0, "0-3");
+        }
+        let want = Want {
+            scope: None,
+            cores: true,
+            complexes: false,
+            packages: false,
+            distances: false,
+        };
+        let with_siblings = read_cpu_facts(&t.fs(), &set("0-3"), &want).unwrap();
+        assert_eq!(with_siblings[0].thread_siblings, Some(set("0-1")));
+        t.file("sys/devices/system/cpu/smt/active", "0\n");
+        let fs = t.fs();
+        let facts = read_cpu_facts(&fs, &set("0-3"), &want).unwrap();
+        for f in &facts {
+            assert_eq!(
+                f.thread_siblings,
+                Some(CpuSet::single(f.id)),
+                "cpu {}",
+                f.id
+            );
+        }
+        assert_eq!(fs.files_read(), 1, "only smt/active");
+        // Any other value (1, or a missing file as above) reads the siblings.
+        t.file("sys/devices/system/cpu/smt/active", "1\n");
+        let facts = read_cpu_facts(&t.fs(), &set("0-3"), &want).unwrap();
+        assert_eq!(facts[3].thread_siblings, Some(set("2-3")));
     }
 
     #[test]
