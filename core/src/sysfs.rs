@@ -73,7 +73,10 @@ impl Fs {
             Err(errno) if is_absent_errno(errno) => return Ok(None),
             Err(errno) => return Err(err(errno, "cannot read")),
         };
-        let bytes = match read_capped(&fd) {
+        // A sysfs attribute arrives whole in one read (kernfs serves its buffered `show` output), so
+        // under `sys/` a short read is the end. procfs seq_files (mounts, cgroup) are not: loop there.
+        let one_shot = rel.trim_start_matches('/').starts_with("sys/");
+        let bytes = match read_capped(&fd, one_shot) {
             Ok(b) => b,
             Err(errno) if matches!(errno, libc::EAGAIN | libc::EISDIR) => {
                 return Err(Error::file(&self.path(rel), "is not a regular file").with_errno(errno))
@@ -249,7 +252,9 @@ fn open_dir(path: &Path) -> std::result::Result<Fd, i32> {
 
 /// Up to `MAX_FILE + 1` bytes of `fd`, through a stack buffer: sysfs files fit in one read, so
 /// the heap holds only the result.
-fn read_capped(fd: &Fd) -> std::result::Result<Vec<u8>, i32> {
+/// Reads to EOF, at most `MAX_FILE + 1` bytes. `one_shot`: a read shorter than asked is the end
+/// (sysfs attributes; regular files in fixture trees), which saves the read that returns 0.
+fn read_capped(fd: &Fd, one_shot: bool) -> std::result::Result<Vec<u8>, i32> {
     let mut buf = [0u8; 4096];
     let mut out: Vec<u8> = Vec::new();
     loop {
@@ -268,7 +273,7 @@ fn read_capped(fd: &Fd) -> std::result::Result<Vec<u8>, i32> {
             return Ok(out);
         }
         out.extend_from_slice(buf.get(..n).unwrap_or_default());
-        if out.len() > MAX_FILE {
+        if out.len() > MAX_FILE || (one_shot && n < room) {
             return Ok(out);
         }
     }
@@ -503,13 +508,13 @@ mod tests {
         };
         let whole = time(&|| {
             let fd = openat_read(libc::AT_FDCWD, &full).unwrap();
-            assert!(!read_capped(&fd).unwrap().is_empty());
+            assert!(!read_capped(&fd, true).unwrap().is_empty());
         });
         let dir = open_dir(&root.join("sys/devices/system/cpu")).unwrap();
         let crel = std::ffi::CString::new(rel).unwrap();
         let at = time(&|| {
             let fd = openat_read(dir.0, &crel).unwrap();
-            assert!(!read_capped(&fd).unwrap().is_empty());
+            assert!(!read_capped(&fd, true).unwrap().is_empty());
         });
         let fs = Fs::new(&root);
         let api = format!("sys/devices/system/cpu/{rel}");
