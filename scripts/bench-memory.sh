@@ -8,16 +8,11 @@
 # Needs cc, python3 and a release build (the script runs `cargo build --release`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet -p gpuaff -p gpuaff-fixtures
-lib=$(realpath "$target/release/libgpuaff.so")
-base=${TMPDIR:-/dev/shm}
-[ -w "$base" ] || base=/tmp
-work=$(mktemp -d "$base/gpuaff-bench-memory.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+. scripts/bench-lib.sh
+bench_setup memory "gcc python3" cc python3
 cc -O2 -shared -fPIC -o "$work/empty.so" scripts/empty.c
 fx="$work/s256"
-"$target/release/gpuaff-fixture" write-scaled 256 8 "$fx" >/dev/null
+"$fixture" write-scaled 256 8 "$fx" >/dev/null
 
 echo "libgpuaff.so: $(stat -c %s "$lib") bytes on disk ($(file -b "$lib" | grep -o 'stripped\|not stripped' || true)); empty.so: $(stat -c %s "$work/empty.so") bytes"
 size -A "$lib" | awk '$1 ~ /^\.(text|rodata|data\.rel\.ro|data|bss|eh_frame)$/ {printf "  %s %d\n", $1, $2}'

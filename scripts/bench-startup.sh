@@ -20,27 +20,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-300}
 
-missing=()
-for tool in hyperfine numactl hwloc-bind cc python3; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "bench-startup: missing ${missing[*]}; install with: apt-get install -y hyperfine numactl hwloc gcc python3" >&2
-    exit 2
-fi
-
-target=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet -p gpuaff -p gpuaff-fixtures
-lib=$(realpath "$target/release/libgpuaff.so")
-base=${TMPDIR:-/dev/shm}
-[ -w "$base" ] || base=/tmp
-work=$(mktemp -d "$base/gpuaff-bench-startup.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+. scripts/bench-lib.sh
+bench_setup startup "hyperfine numactl hwloc gcc python3" hyperfine numactl hwloc-bind cc python3
 cc -O2 -shared -fPIC -o "$work/empty.so" scripts/empty.c
 fx="$work/s256"
 # The interpreter itself: `python3` on PATH may be a wrapper script (pyenv shims start ~40 processes).
 py=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
-"$target/release/gpuaff-fixture" write-scaled 256 8 "$fx" >/dev/null
+"$fixture" write-scaled 256 8 "$fx" >/dev/null
 
 # Check that each binding case binds before timing it: it must succeed and leave the process on the
 # CPUs of 0-7,128-135 that exist here; libgpuaff must also say it bound rank 0 to that list.

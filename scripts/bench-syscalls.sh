@@ -9,20 +9,8 @@
 # Needs strace, python3 and a release build (the script runs `cargo build --release`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for tool in strace python3; do
-    command -v "$tool" >/dev/null 2>&1 || {
-        echo "bench-syscalls: missing $tool; install with: apt-get install -y strace python3" >&2
-        exit 2
-    }
-done
-target=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet -p gpuaff -p gpuaff-fixtures
-lib=$(realpath "$target/release/libgpuaff.so")
-fixture="$target/release/gpuaff-fixture"
-base=${TMPDIR:-/dev/shm}
-[ -w "$base" ] || base=/tmp
-work=$(mktemp -d "$base/gpuaff-bench-syscalls.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+. scripts/bench-lib.sh
+bench_setup syscalls "strace python3" strace python3
 
 rows=()
 measure() { # NAME FSROOT-or-empty ENV...
@@ -88,5 +76,5 @@ if command -v cc >/dev/null 2>&1; then
     echo "| one small file (open, read to EOF, close) | ns per file |"
     echo "|---|---:|"
     echo "| live sysfs ($live) | $(med "$live") |"
-    echo "| copy under $base ($(stat -f -c %T "$work")) | $(med "$work/copy") |"
+    echo "| copy under $(dirname "$work") ($(stat -f -c %T "$work")) | $(med "$work/copy") |"
 fi

@@ -15,23 +15,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-15}
 threads=${2:-10000}
-for tool in cc python3; do
-    command -v "$tool" >/dev/null 2>&1 || {
-        echo "bench-threads: missing $tool; install with: apt-get install -y gcc python3" >&2
-        exit 2
-    }
-done
-target=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet -p gpuaff -p gpuaff-fixtures
-lib=$(realpath "$target/release/libgpuaff.so")
-base=${TMPDIR:-/dev/shm}
-[ -w "$base" ] || base=/tmp
-work=$(mktemp -d "$base/gpuaff-bench-threads.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+. scripts/bench-lib.sh
+bench_setup threads "gcc python3" cc python3
 cc -O2 -pthread -o "$work/bench_threads" scripts/bench_threads.c
 cc -O2 -shared -fPIC -o "$work/empty.so" scripts/empty.c
 fx="$work/split"
-"$target/release/gpuaff-fixture" write two-gpu-split "$fx" >/dev/null
+"$fixture" write two-gpu-split "$fx" >/dev/null
 bt="$work/bench_threads"
 
 names=() cmds=()
