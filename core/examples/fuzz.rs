@@ -146,18 +146,9 @@ const FRAGMENTS: &[&str] = &[
     "\u{0}\u{0}",
 ];
 
-const ENV_NAMES: &[&str] = &[
-    "LOCAL_RANK",
-    "SLURM_LOCALID",
-    "OMPI_COMM_WORLD_LOCAL_RANK",
-    "MPI_LOCALRANKID",
-    "MV2_COMM_WORLD_LOCAL_RANK",
-    "PALS_LOCAL_RANKID",
-    "FLUX_TASK_LOCAL_ID",
-    "LOCAL_WORLD_SIZE",
-    "OMPI_COMM_WORLD_LOCAL_SIZE",
-    "MPI_LOCALNRANKS",
-    "SLURM_NTASKS_PER_NODE",
+/// The variables `Request::from_env` reads besides the launchers' (`config::LOCAL_RANK_VARS`,
+/// `config::LOCAL_SIZE_VARS`, taken from the core itself so a new one is fuzzed too).
+const OTHER_ENV_NAMES: &[&str] = &[
     "GPU_AFFINITY_NPROC",
     "GPU_AFFINITY_MODE",
     "GPU_AFFINITY_CORES",
@@ -595,6 +586,12 @@ pub fn run(target: &str, execs: u64, seed: u64) -> Stats {
             .map(|f| String::from_utf8_lossy(&f.1).into_owned())
             .collect();
     }
+    let env_names: Vec<&str> = gpuaff_core::config::LOCAL_RANK_VARS
+        .iter()
+        .chain(gpuaff_core::config::LOCAL_SIZE_VARS.iter())
+        .chain(OTHER_ENV_NAMES)
+        .copied()
+        .collect();
     for _ in 0..execs {
         let t0 = Instant::now();
         let input;
@@ -602,7 +599,7 @@ pub fn run(target: &str, execs: u64, seed: u64) -> Stats {
             "from_env" => {
                 let vars: Vec<(String, String)> = (0..1 + rng.below(6))
                     .map(|_| {
-                        let name = rng.pick(ENV_NAMES).to_string();
+                        let name = rng.pick(&env_names).to_string();
                         let base = rng.pick(&corpus).clone();
                         let value = if rng.chance(70) {
                             mutate(&mut rng, &base, &corpus)
