@@ -7,9 +7,9 @@
 //! Before timing, one line per machine goes to stderr: CPUs, GPUs, `Machine.files_read` of a full
 //! load, and the files the shim's path reads (`session::Outcome::files_read`).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gpuaff_core::gpu::resolve_visible;
-use gpuaff_core::{plan, session, AllowedFrom, DeviceOrder, Machine, Request, Source};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
+use gpuaff_core::{plan, session, AllowedFrom, Machine, Request, Source};
 use gpuaff_fixtures::Spec;
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -53,6 +53,15 @@ fn load(req: &Request) -> Machine {
     }
 }
 
+/// 10 samples each: plan_all at 4,096 CPUs and 72 GPUs once took about a second.
+fn group<'a>(c: &'a mut Criterion, name: &str, secs: u64) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(secs));
+    g
+}
+
 fn bench(c: &mut Criterion) {
     let mut trees = Vec::new();
     for (label, spec) in machines() {
@@ -74,58 +83,38 @@ fn bench(c: &mut Criterion) {
             shim.files_read,
             shim.full_load
         );
-        trees.push((label, req, m));
+        // The GPUs rank 0 sees, as the shim resolved them (no CUDA_VISIBLE_DEVICES).
+        trees.push((label, req, m, shim.visible));
     }
 
-    let mut g = c.benchmark_group("load");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
-    for (label, req, _) in &trees {
+    let mut g = group(c, "load", 3);
+    for (label, req, _, _) in &trees {
         g.bench_with_input(BenchmarkId::from_parameter(label), req, |b, req| {
             b.iter(|| load(black_box(req)))
         });
     }
     g.finish();
 
-    // 10 samples: plan_all at 4,096 CPUs and 72 GPUs takes about a second.
-    let mut g = c.benchmark_group("plan_all");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
-    for (label, req, m) in &trees {
-        let visible = match resolve_visible(&m.gpus, None, DeviceOrder::FastestFirst) {
-            Ok(v) => v,
-            Err(e) => panic!("{label}: {e}"),
-        };
+    let mut g = group(c, "plan_all", 2);
+    for (label, req, m, visible) in &trees {
         g.bench_with_input(BenchmarkId::from_parameter(label), m, |b, m| {
-            b.iter(|| plan::plan_all(black_box(&m.topology), &m.gpus, &visible, &req.plan))
+            b.iter(|| plan::plan_all(black_box(&m.topology), &m.gpus, visible, &req.plan))
         });
     }
     g.finish();
 
     // The shim plans one rank only.
-    let mut g = c.benchmark_group("plan_rank0");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
-    for (label, req, m) in &trees {
-        let visible = match resolve_visible(&m.gpus, None, DeviceOrder::FastestFirst) {
-            Ok(v) => v,
-            Err(e) => panic!("{label}: {e}"),
-        };
+    let mut g = group(c, "plan_rank0", 2);
+    for (label, req, m, visible) in &trees {
         g.bench_with_input(BenchmarkId::from_parameter(label), m, |b, m| {
-            b.iter(|| plan::plan_request(black_box(req), m, &visible))
+            b.iter(|| plan::plan_request(black_box(req), m, visible))
         });
     }
     g.finish();
 
     // What the constructor does before it binds: read what the plan needs, resolve the GPUs, plan.
-    let mut g = c.benchmark_group("shim_plan_rank0");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
-    for (label, req, _) in &trees {
+    let mut g = group(c, "shim_plan_rank0", 2);
+    for (label, req, _, _) in &trees {
         g.bench_with_input(BenchmarkId::from_parameter(label), req, |b, req| {
             b.iter(|| session::plan_for_process(black_box(req), AllowedFrom::Snapshot))
         });
