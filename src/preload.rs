@@ -6,19 +6,8 @@
 use crate::bind::{self, Effect, INHERITED_VAR};
 use crate::msg;
 use gpuaff_core::{config, ErrorKind, Request, Threads};
-use std::ffi::{c_int, c_void, CStr};
+use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
-
-/// The variables that can carry a local rank (config::local_rank reads the same list).
-const RANK_VARS: [&CStr; 7] = [
-    c"LOCAL_RANK",
-    c"SLURM_LOCALID",
-    c"OMPI_COMM_WORLD_LOCAL_RANK",
-    c"MPI_LOCALRANKID",
-    c"MV2_COMM_WORLD_LOCAL_RANK",
-    c"PALS_LOCAL_RANKID",
-    c"FLUX_TASK_LOCAL_ID",
-];
 
 /// The exit status of a strict-mode failure.
 pub const STRICT_EXIT: c_int = 66;
@@ -28,11 +17,13 @@ fn secure_execution() -> bool {
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
+/// Whether any variable that can carry a local rank is set: the core's own list, so the constructor
+/// and `config::local_rank` cannot disagree. `var_os` converts short names on the stack; nothing is
+/// allocated unless a variable is set.
 fn any_rank_var() -> bool {
-    // SAFETY: NUL-terminated names; getenv only reads the environment.
-    RANK_VARS
+    config::LOCAL_RANK_VARS
         .iter()
-        .any(|v| unsafe { !libc::getenv(v.as_ptr()).is_null() })
+        .any(|v| std::env::var_os(v).is_some())
 }
 
 /// The environment as the core parses it; non-UTF-8 values arrive lossily so that the parser names them.
@@ -40,14 +31,11 @@ pub fn env_lookup(name: &str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
 
-/// GPU_AFFINITY_STRICT read directly, for failures that happen before the Request exists.
+/// GPU_AFFINITY_STRICT read directly, for failures that happen before the Request exists; parsed
+/// as `Request::from_env` parses it (a malformed value is not strict).
 fn strict_from_env() -> bool {
-    env_lookup("GPU_AFFINITY_STRICT").is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
+    env_lookup("GPU_AFFINITY_STRICT")
+        .is_some_and(|v| config::parse_bool("GPU_AFFINITY_STRICT", &v) == Ok(true))
 }
 
 static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
