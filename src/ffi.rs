@@ -273,6 +273,10 @@ pub unsafe extern "C" fn gpu_affinity_set(
     cpus: *mut c_int,
     cpus_len: c_int,
 ) -> c_int {
+    if let Some(f) = crate::loading::primary().and_then(|p| p.set) {
+        // SAFETY: the primary copy's gpu_affinity_set, same contract as this one.
+        return unsafe { f(gpu_id, nproc_per_node, mode, cpus, cpus_len) };
+    }
     let o = Options {
         gpu_id,
         nproc_per_node,
@@ -290,6 +294,10 @@ pub unsafe extern "C" fn gpu_affinity_set_opts(
     cpus: *mut c_int,
     cpus_len: c_int,
 ) -> c_int {
+    if let Some(f) = crate::loading::primary().and_then(|p| p.set_opts) {
+        // SAFETY: the primary copy's gpu_affinity_set_opts; the options' size field covers skew.
+        return unsafe { f(opts, cpus, cpus_len) };
+    }
     run(opts, cpus, cpus_len, Effect::Apply)
 }
 
@@ -301,6 +309,10 @@ pub unsafe extern "C" fn gpu_affinity_plan(
     cpus: *mut c_int,
     cpus_len: c_int,
 ) -> c_int {
+    if let Some(f) = crate::loading::primary().and_then(|p| p.plan) {
+        // SAFETY: the primary copy's gpu_affinity_plan, same contract as this one.
+        return unsafe { f(opts, cpus, cpus_len) };
+    }
     run(opts, cpus, cpus_len, Effect::PlanOnly)
 }
 
@@ -315,6 +327,11 @@ pub unsafe extern "C" fn gpu_affinity_options_init(opts: *mut Options) {
 
 #[no_mangle]
 pub extern "C" fn gpu_affinity_last_error() -> *const c_char {
+    // Calls forwarded to the primary copy left their message there.
+    if let Some(f) = crate::loading::primary().and_then(|p| p.last_error) {
+        // SAFETY: the primary copy's gpu_affinity_last_error (no arguments, a C string back).
+        return unsafe { f() };
+    }
     LAST_ERROR
         .try_with(|e| e.borrow().as_ptr())
         .unwrap_or(c"".as_ptr())

@@ -7,5 +7,6 @@
 mod apply;
 mod bind;
 mod ffi;
+mod loading;
 mod msg;
 mod preload;

@@ -67,9 +67,10 @@ fn fail(e: &gpuaff_core::Error, strict: bool) {
     msg::line(&format!("{e}; the process is left as it was"));
 }
 
-/// The constructor's work: with a local rank, plan and bind; otherwise return at once.
+/// The constructor's work: with a local rank, plan and bind; otherwise return at once. Only a
+/// preloaded primary copy binds (see `loading`).
 pub fn on_load() {
-    if secure_execution() || !any_rank_var() {
+    if secure_execution() || !any_rank_var() || !crate::loading::constructor_binds() {
         return;
     }
     quiet_panics();

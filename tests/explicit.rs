@@ -175,8 +175,8 @@ fn header_compiles_as_c99_and_cxx11() {
     )
     .expect("write source");
     let exe = src.with_extension("");
-    let dir = so_dir();
-    let st = Command::new("cc")
+    let dir = link_dir();
+    let st = Command::new(test_cc())
         .args(["-std=c99", "-Wall", "-Werror", "-I"])
         .arg(root().join("c-header"))
         .arg(&src)

@@ -17,6 +17,7 @@ usage:
   gpuaff topo [--fsroot DIR] [--source auto|sysfs|nvml] [--json]
   gpuaff run [--mode M] [--cores C] [--balanced|--no-balanced] [--nproc N] [--membind B]
              [--fsroot DIR] [--verbose] [--dry-run] [--strict] [--lib PATH] -- COMMAND [ARGS...]
+  gpuaff lib              (prints the path of the library that gpuaff run preloads)
   gpuaff --version
 
 modes: none, socket, socket_single, socket_single_unique, socket_unique_interleaved,
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Some("plan") => cmd_plan(&args[1..]),
         Some("topo") => cmd_topo(&args[1..]),
         Some("run") => cmd_run(&args[1..]),
+        Some("lib") => cmd_lib(&args[1..]),
         Some("--version" | "-V" | "version") => {
             println!("gpuaff {}", gpuaff_core::VERSION);
             Ok(ExitCode::SUCCESS)
@@ -252,7 +254,9 @@ fn cmd_topo(args: &[String]) -> Result<ExitCode, Fail> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The library to preload: `--lib`, else next to this executable (cargo's target dir), else `../lib`.
+/// The library to preload: `--lib`, else next to this executable (cargo's target dir), else in a
+/// `lib*` directory beside the executable's (`bin/../lib`, `../lib64`, `../lib/x86_64-linux-gnu`: an
+/// installed prefix), else one level up.
 fn find_lib(explicit: Option<PathBuf>) -> Result<PathBuf, Fail> {
     if let Some(p) = explicit {
         return if p.is_file() {
@@ -264,18 +268,49 @@ fn find_lib(explicit: Option<PathBuf>) -> Result<PathBuf, Fail> {
     let exe = std::env::current_exe()
         .map_err(|e| Fail::Run(Error::invalid(format!("cannot find myself: {e}"))))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [
-        dir.join("libgpuaff.so"),
-        dir.join("../lib/libgpuaff.so"),
-        dir.join("../libgpuaff.so"),
-    ];
-    candidates.iter().find(|p| p.is_file()).map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).ok_or_else(|| {
-        Fail::Run(Error::invalid(format!(
-            "libgpuaff.so not found next to {} (looked in {}); build it (cargo build) or pass --lib",
-            exe.display(),
-            dir.display()
-        )))
-    })
+    let mut candidates = vec![dir.to_path_buf()];
+    let mut libdirs: Vec<PathBuf> = std::fs::read_dir(dir.join(".."))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("lib"))
+        .map(|e| e.path())
+        .collect();
+    libdirs.sort();
+    for d in libdirs {
+        candidates.push(d.clone());
+        let mut sub: Vec<PathBuf> = std::fs::read_dir(&d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("-linux-"))
+            .map(|e| e.path())
+            .collect();
+        sub.sort();
+        candidates.extend(sub);
+    }
+    candidates.push(dir.join(".."));
+    candidates
+        .iter()
+        .flat_map(|d| [d.join("libgpuaff.so"), d.join("libgpuaff.so.0")])
+        .find(|p| p.is_file())
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .ok_or_else(|| {
+            Fail::Run(Error::invalid(format!(
+                "libgpuaff.so not found next to {} (looked in {} and ../lib*); build it (cargo build) or pass --lib",
+                exe.display(),
+                dir.display()
+            )))
+        })
+}
+
+/// `gpuaff lib`: the path of the library `gpuaff run` preloads (for `LD_PRELOAD=$(gpuaff lib)`).
+fn cmd_lib(args: &[String]) -> Result<ExitCode, Fail> {
+    if let Some(a) = args.first() {
+        return Err(Fail::Usage(format!("lib takes no arguments (got {a:?})")));
+    }
+    println!("{}", find_lib(None)?.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_run(args: &[String]) -> Result<ExitCode, Fail> {

@@ -74,6 +74,30 @@ pub fn so_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The C compiler for test programs: `GPUAFF_TEST_CC` (one program, e.g. a cross compiler wrapper
+/// when the tests run on another architecture) or `cc`.
+pub fn test_cc() -> std::ffi::OsString {
+    std::env::var_os("GPUAFF_TEST_CC").unwrap_or_else(|| "cc".into())
+}
+
+/// A directory where -lgpuaff finds the built library and the SONAME it records (libgpuaff.so.0)
+/// resolves at run time: symlinks to the built libgpuaff.so, as an installed prefix has.
+pub fn link_dir() -> PathBuf {
+    let so = so_path();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linked-lib");
+    std::fs::create_dir_all(&dir).expect("create the link directory");
+    for name in ["libgpuaff.so", "libgpuaff.so.0"] {
+        let link = dir.join(name);
+        if std::fs::read_link(&link).ok().as_deref() != Some(so.as_path()) {
+            let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(&so, &tmp).expect("symlink the library");
+            std::fs::rename(&tmp, &link).expect("rename the symlink");
+        }
+    }
+    dir
+}
+
 static COMPILED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
 
 /// Compiles tests/c/NAME.c (linked with -lgpuaff when `link`) into CARGO_TARGET_TMPDIR, once per test
@@ -101,7 +125,7 @@ fn build_c(name: &str, link: bool, shared: bool) -> PathBuf {
     let out = out_dir.join(&key);
     let tmp = out_dir.join(format!("{key}.{}.tmp", std::process::id()));
     let src = root().join("tests/c").join(format!("{name}.c"));
-    let mut cmd = Command::new("cc");
+    let mut cmd = Command::new(test_cc());
     if shared {
         cmd.args(["-shared", "-fPIC"]);
     }
@@ -111,11 +135,13 @@ fn build_c(name: &str, link: bool, shared: bool) -> PathBuf {
         .arg("-o")
         .arg(&tmp);
     if link {
-        let dir = so_dir();
+        let dir = link_dir();
         cmd.arg(format!("-L{}", dir.display()))
             .arg("-lgpuaff")
             .arg(format!("-Wl,-rpath,{}", dir.display()));
     }
+    // dlopen is in libc from glibc 2.34; older C libraries (and cross sysroots) need libdl.
+    cmd.arg("-ldl");
     let status = cmd
         .status()
         .expect("cc runs (a C compiler is needed for these tests)");
