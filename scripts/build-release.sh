@@ -6,8 +6,8 @@
 #
 # How: cargo-zigbuild links with zig's cc, which carries stubs for any glibc version named in the
 # target triple, and cross-links for aarch64 without a cross toolchain. Both tools come from PyPI as
-# prebuilt wheels (ziglang, cargo-zigbuild), installed on first use; the Rust standard library for
-# each target comes from rustup. Output: ${CARGO_TARGET_DIR:-target}/<arch>-unknown-linux-gnu/release/.
+# prebuilt wheels (ziglang, cargo-zigbuild), installed on first use by scripts/tools.sh; the Rust
+# standard library for each target comes from rustup. Output: ${CARGO_TARGET_DIR:-target}/<arch>-unknown-linux-gnu/release/.
 # Checks each library and command with objdump -T and fails if either needs more than the target.
 #
 #   scripts/build-release.sh                    # x86_64, glibc 2.28
@@ -20,19 +20,11 @@ cd "$(dirname "$0")/.."
 glibc=${GPUAFF_GLIBC:-2.28}
 arches=("$@")
 [ ${#arches[@]} -gt 0 ] || arches=(x86_64)
-zigbuild_version=0.24.1
-ziglang_version=0.17.1
 
 start=$(date +%s)
-if ! command -v zig >/dev/null 2>&1 && ! python3 -m ziglang version >/dev/null 2>&1; then
-    echo "build-release: installing zig (pip ziglang==$ziglang_version)"
-    python3 -m pip install --quiet "ziglang==$ziglang_version"
-fi
-if ! command -v cargo-zigbuild >/dev/null 2>&1; then
-    echo "build-release: installing cargo-zigbuild $zigbuild_version (pip)"
-    python3 -m pip install --quiet "cargo-zigbuild==$zigbuild_version" ||
-        cargo install --quiet --locked cargo-zigbuild --version "$zigbuild_version"
-fi
+# shellcheck source=scripts/tools.sh
+. scripts/tools.sh
+ensure_release_tools
 tools=$(date +%s)
 
 # The highest GLIBC_ version a file needs, and a check that it is within the target.

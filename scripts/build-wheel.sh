@@ -27,10 +27,9 @@ version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Ca
 
 scripts/build-release.sh "${arches[@]}"
 
-if ! python3 -c 'import auditwheel' 2>/dev/null; then
-    echo "build-wheel: installing auditwheel (pip)"
-    python3 -m pip install --quiet auditwheel
-fi
+# shellcheck source=scripts/tools.sh
+. scripts/tools.sh
+ensure_wheel_tools
 
 mkdir -p "$dist"
 stage_root=$(mktemp -d)
@@ -48,10 +47,10 @@ for arch in "${arches[@]}"; do
     printf '__version__ = "%s"\n' "$version" >"$stage/gpuaff/_version.py"
     wheel=$dist/gpuaff-$version-py3-none-$plat.whl
     rm -f "$wheel"
-    GPUAFF_WHEEL_PLAT=$plat python3 -m pip wheel --quiet --no-deps -w "$dist" "$stage"
+    GPUAFF_WHEEL_PLAT=$plat "$TOOLS_PYTHON" -m pip wheel --quiet --no-deps -w "$dist" "$stage"
     [ -f "$wheel" ] || { echo "build-wheel: $wheel was not produced" >&2; exit 1; }
     echo "build-wheel: $wheel ($(du -k "$wheel" | cut -f1) KiB)"
-    show=$(python3 -m auditwheel show "$wheel")
+    show=$("$TOOLS_PYTHON" -m auditwheel show "$wheel")
     echo "$show"
     # auditwheel names the most compatible tag the files allow; it must be no newer than the wheel's.
     allowed=$(grep -o "manylinux_2_[0-9]*_$arch" <<<"$show" | head -1)

@@ -3,7 +3,8 @@
 //! x86_64-unknown-linux-gnu.2.28); a plain `cargo build` links against this machine's glibc.
 //!
 //! With the release artifact present (target/x86_64-unknown-linux-gnu/release/libgpuaff.so) the test
-//! asserts its highest GLIBC_ version is at most 2.28. Without it, it reports the highest version
+//! asserts the highest GLIBC_ version of it, of the command, and of the aarch64 library and command
+//! where built (`scripts/build-release.sh x86_64 aarch64`) is at most 2.28. Without it, it reports the highest version
 //! the plain build of this test run needs, and how to build the compatible one.
 
 use std::path::{Path, PathBuf};
@@ -117,26 +118,37 @@ fn shipped_library_needs_at_most_glibc_2_28() {
         );
         return;
     }
-    if is_stale(&release) {
-        println!(
-            "{} is older than the sources: the check below is of an old build; {how}",
-            release.display()
+    // The shipped files: both libraries and both commands, where built (aarch64: build-release.sh aarch64).
+    let shipped: Vec<PathBuf> = ["x86_64", "aarch64"]
+        .iter()
+        .flat_map(|arch| {
+            let dir = target.join(format!("{arch}-unknown-linux-gnu/release"));
+            [dir.join("libgpuaff.so"), dir.join("gpuaff")]
+        })
+        .filter(|p| p.is_file())
+        .collect();
+    for file in &shipped {
+        if is_stale(file) {
+            println!(
+                "{} is older than the sources: the check below is of an old build; {how}",
+                file.display()
+            );
+        }
+        let v = glibc_versions(file).expect("objdump is needed to check the release files");
+        assert!(
+            !v.is_empty(),
+            "{} names no GLIBC_ version: not a glibc binary?",
+            file.display()
+        );
+        let top = *v.last().unwrap();
+        println!("{}: highest {}", file.display(), show(top));
+        assert!(
+            (top.0, top.1) <= MAX,
+            "{} needs {} (> GLIBC_2.28): it will not load on RHEL 8; {how}",
+            file.display(),
+            show(top)
         );
     }
-    let v = glibc_versions(&release).expect("objdump is needed to check the release library");
-    assert!(
-        !v.is_empty(),
-        "{} names no GLIBC_ version: not a glibc library?",
-        release.display()
-    );
-    let top = *v.last().unwrap();
-    println!("{}: highest {}", release.display(), show(top));
-    assert!(
-        (top.0, top.1) <= MAX,
-        "{} needs {} (> GLIBC_2.28): it will not load on RHEL 8; {how}",
-        release.display(),
-        show(top)
-    );
 }
 
 /// The parser reads objdump's real output: the C library itself names many versions.
