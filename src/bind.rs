@@ -210,7 +210,7 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
             libc::EPERM,
             format!(
                 "the kernel refused memory policy {} on nodes {mems}",
-                apply::membind_name(req.membind)
+                req.membind.name()
             ),
         ));
     }
@@ -278,7 +278,7 @@ pub fn verbose_line(o: &Outcome, mode: Mode, pid: u32) -> String {
     );
     if o.membind != MemBind::None {
         s.push_str(", membind ");
-        s.push_str(apply::membind_name(o.membind));
+        s.push_str(o.membind.name());
     }
     if !o.applied {
         s.push_str(", dry run");

@@ -263,6 +263,7 @@ fn build(sh: &Shape) -> Case {
         visible: Visible {
             gpus: visible,
             warnings: vec![],
+            none_by: None,
         },
         shape: sh.clone(),
     }
