@@ -154,7 +154,7 @@ pub struct Outcome {
     pub original: CpuSet,
 }
 
-/// Where the allowed set starts (DESIGN.md): on this machine, the process's original mask; under a
+/// Where the allowed set starts (see the README): on this machine, the process's original mask; under a
 /// foreign fsroot (a snapshot, a fixture), the snapshot's cgroup cpuset or its online CPUs — the plan
 /// is the snapshot's, and CPUs this machine lacks then fail at apply time with a clear message.
 fn allowed_from(req: &Request, original: &CpuSet) -> AllowedFrom {

@@ -43,7 +43,7 @@ pub enum VendorChoice {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
-    /// The local rank (LOCAL_RANK, then the launcher variables of DESIGN.md); None: nothing to do.
+    /// The local rank (LOCAL_RANK, then the launcher variables the README lists); None: nothing to do.
     pub rank: Option<usize>,
     /// GPU_AFFINITY_GPU: which visible GPU this process uses.
     pub gpu: Option<usize>,
@@ -170,7 +170,7 @@ named!(Threads, "GPU_AFFINITY_THREADS", Inherit => "inherit", Off => "off");
 named!(Source, "GPU_AFFINITY_SOURCE", Auto => "auto", Sysfs => "sysfs", Nvml => "nvml");
 named!(VendorChoice, "GPU_AFFINITY_VENDOR", Auto => "auto", Nvidia => "nvidia", Amd => "amd");
 
-/// The local rank from LOCAL_RANK or, in DESIGN.md's order, the launchers' variables. Cheap: the
+/// The local rank from LOCAL_RANK or, in the README's order, the launchers' variables. Cheap: the
 /// constructor calls this first and returns at once on `Ok(None)`.
 pub fn local_rank(env: Env) -> crate::Result<Option<usize>> {
     for name in LOCAL_RANK_VARS {
@@ -192,7 +192,7 @@ pub fn local_size(env: Env) -> crate::Result<Option<usize>> {
 }
 
 impl Request {
-    /// Every variable of DESIGN.md's environment table.
+    /// Every variable of the README's environment table.
     pub fn from_env(env: Env) -> crate::Result<Request> {
         let flag = |name: &str, default: bool| -> crate::Result<bool> {
             get(env, name).map_or(Ok(default), |v| parse_bool(name, &v))

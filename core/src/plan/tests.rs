@@ -1,4 +1,4 @@
-//! The worked examples and deliberate differences of shared/MODES.md, on hand-built topologies.
+//! The worked examples and deliberate differences of docs/MODES.md, on hand-built topologies.
 
 use super::*;
 use crate::topology::{Core, Node, Package};
