@@ -154,7 +154,7 @@ pub struct Outcome {
     pub original: CpuSet,
 }
 
-/// Where the allowed set starts (DESIGN.md): on this machine, the process's original mask; under a
+/// Where the allowed set starts (see the README): on this machine, the process's original mask; under a
 /// foreign fsroot (a snapshot, a fixture), the snapshot's cgroup cpuset or its online CPUs — the plan
 /// is the snapshot's, and CPUs this machine lacks then fail at apply time with a clear message.
 fn allowed_from(req: &Request, original: &CpuSet) -> AllowedFrom {
@@ -210,7 +210,7 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
             libc::EPERM,
             format!(
                 "the kernel refused memory policy {} on nodes {mems}",
-                apply::membind_name(req.membind)
+                req.membind.name()
             ),
         ));
     }
@@ -278,7 +278,7 @@ pub fn verbose_line(o: &Outcome, mode: Mode, pid: u32) -> String {
     );
     if o.membind != MemBind::None {
         s.push_str(", membind ");
-        s.push_str(apply::membind_name(o.membind));
+        s.push_str(o.membind.name());
     }
     if !o.applied {
         s.push_str(", dry run");

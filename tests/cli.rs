@@ -56,7 +56,7 @@ fn plan_json_matches_the_worked_example() {
         assert_eq!(run.code(), Some(0), "{mode}\n{}", run.describe());
         assert_eq!(cpulists(&run), want, "{mode}");
     }
-    // CUDA_VISIBLE_DEVICES applies as for the shim (MODES.md: two ranks on GPUs 2,3).
+    // CUDA_VISIBLE_DEVICES applies as for the shim (docs/MODES.md: two ranks on GPUs 2,3).
     let run = gpuaff()
         .env("CUDA_VISIBLE_DEVICES", "2,3")
         .args(["plan", "--json", "--mode", "exclusive", "--fsroot"])
@@ -211,6 +211,32 @@ fn run_preloads_the_library_and_binds_the_command() {
             run.stderr
                 .contains(&format!("gpuaff: rank {rank} -> GPU {rank} ")),
             "{}",
+            run.describe()
+        );
+    }
+}
+
+/// Each CUDA_VISIBLE_DEVICES warning appears once, in the text and in the JSON form (it was printed
+/// twice when the command repeated the session's visible-GPU resolution).
+#[test]
+fn visible_device_warnings_appear_once() {
+    let fx = fixture("example1");
+    for json in [false, true] {
+        let mut p = gpuaff()
+            .env("CUDA_VISIBLE_DEVICES", "1,7,2")
+            .args(["plan", "--fsroot"])
+            .arg(fx.path());
+        if json {
+            p = p.arg("--json");
+        }
+        let run = p.run();
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert_eq!(
+            all.matches("entry \\\"7\\\" is invalid").count()
+                + all.matches("entry \"7\" is invalid").count(),
+            1,
+            "json={json}\n{}",
             run.describe()
         );
     }
