@@ -57,6 +57,8 @@ fn this_copy() -> Option<&'static (usize, CString)> {
 
 /// The names of every loaded object, in link-map (load) order.
 fn loaded_objects() -> Vec<CString> {
+    /// # Safety
+    /// Called by `dl_iterate_phdr` only, with `data` pointing to the `Vec<CString>` below.
     unsafe extern "C" fn each(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
@@ -108,7 +110,7 @@ fn find_primary() -> Option<Primary> {
             unsafe { libc::dlclose(handle) };
             return None;
         }
-        // SAFETY (each transmute): a symbol that the primary copy defines under the name of a C ABI
+        // SAFETY: each transmute takes a symbol that the primary copy defines under the name of a C ABI
         // function of gpu_affinity.h, whose signature the type spells.
         return Some(unsafe {
             Primary {
