@@ -87,13 +87,16 @@ pub fn on_load() {
     }
     match bind::bind(&req, Effect::Apply) {
         Ok(outcome) => {
+            // Read before any setenv: a host that brings its own setenv/getenv (bash) answers
+            // getenv from its own table once setenv has created it.
+            let parent_report = env_lookup(REPORTED_VAR);
             if outcome.applied {
                 record_inherited(&outcome.original, &outcome.plan.cpus);
             }
             // Once per binding: a child whose binding (and verbosity) equals what its parent already
             // reported stays quiet; a new binding or another rank prints.
             let report = reported_key(&outcome, &req);
-            if env_lookup(REPORTED_VAR).as_deref() == Some(report.as_str()) {
+            if parent_report.as_deref() == Some(report.as_str()) {
                 return;
             }
             outcome.warnings.print();
