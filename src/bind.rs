@@ -102,8 +102,8 @@ pub fn parse_inherited(value: &str) -> Option<(CpuSet, CpuSet)> {
 enum Start {
     /// From this mask (the process's own at start, or the one a gpuaff parent recorded).
     Mask(CpuSet),
-    /// From the hard limits (online CPUs and the cgroup cpuset): the mask at start was a launcher's
-    /// GPU-unaware binding, replaced (see `launcher`).
+    /// From the hard limits (online CPUs and the cgroup cpuset, within the launcher's CPUs for the
+    /// whole step): the mask at start was a launcher's GPU-unaware binding, replaced (see `launcher`).
     HardLimits { launcher_mask: CpuSet, found: Found },
 }
 
@@ -181,7 +181,8 @@ pub struct Outcome {
 }
 
 /// Where the allowed set starts (DESIGN.md): on this machine, the process's original mask (or, when
-/// that was a launcher's binding, the online CPUs narrowed by the cgroup cpuset); under a foreign
+/// that was a launcher's binding, the launcher's CPUs for the whole step where it says, else the
+/// online CPUs, narrowed by the cgroup cpuset either way); under a foreign
 /// fsroot (a snapshot), the snapshot's cgroup cpuset or its online CPUs — the plan is the snapshot's,
 /// and CPUs this machine lacks then fail at apply time with a clear message. A fixture tree whose
 /// CPUs all exist on this machine counts as this machine, so that tests see what a real node does.
@@ -191,7 +192,10 @@ fn allowed_from(req: &Request, start: &Start) -> AllowedFrom {
     }
     match start {
         Start::Mask(m) => AllowedFrom::Process(m.clone()),
-        Start::HardLimits { .. } => AllowedFrom::Snapshot,
+        Start::HardLimits { found, .. } => match &found.within {
+            Some(step) => AllowedFrom::Process(step.clone()),
+            None => AllowedFrom::Snapshot,
+        },
     }
 }
 
@@ -228,15 +232,18 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
             launcher_mask,
             found,
         } => {
-            notes.push(format!(
+            let allowed = &session.machine.topology.allowed;
+            if launcher_mask != *allowed {
+                notes.push(format!(
                 "{} bound this process to CPUs {launcher_mask} ({}), which knows nothing of GPUs; \
                  planning within CPUs {} instead ({}=keep keeps the launcher's binding)",
-                found.launcher,
-                found.mark,
-                session.machine.topology.allowed,
-                launcher::LAUNCHER_BINDING_VAR
-            ));
-            session.machine.topology.allowed.clone()
+                    found.launcher,
+                    found.mark,
+                    allowed,
+                    launcher::LAUNCHER_BINDING_VAR
+                ));
+            }
+            allowed.clone()
         }
     };
     let plan = session.plan;

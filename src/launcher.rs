@@ -19,6 +19,11 @@
 //!   process it starts, when any `-bind-to` other than `none` is in force (`HYDT_topo_init` in
 //!   `src/pm/hydra/tools/topo/topo.c`). It carries no mask either.
 //!
+//! The replacement stays within the hard limits, and within what the launcher gave the whole step on
+//! this node where it says so: Slurm without a cgroup enforces a job's allocation with this very
+//! binding (`--cpu-bind=none` on part of a node still binds to the allocated CPUs), so the union of
+//! its tasks' masks bounds the plan.
+//!
 //! The marks are inherited by every descendant of a task, so they only count in a process no gpuaff
 //! parent bound before (no `GPU_AFFINITY_INHERITED`): a parent already replaced the launcher's binding,
 //! and a mask its child then carries was chosen by someone else.
@@ -35,6 +40,10 @@ pub struct Found {
     pub launcher: &'static str,
     /// The variable and value that identified it, for messages.
     pub mark: String,
+    /// The CPUs the launcher gave the whole step on this node, where it says (Slurm: every task's
+    /// mask together). Without a cgroup (Slurm's task/affinity alone) that is the job's allocation:
+    /// the replacement stays inside it.
+    pub within: Option<CpuSet>,
 }
 
 /// What to do with a launcher's binding.
@@ -84,8 +93,10 @@ fn slurm(env: Env, current: &CpuSet) -> Option<Found> {
     let local: usize = env("SLURM_LOCALID")?.trim().parse().ok()?;
     let masks = slurm_masks(&kind, &list)?;
     let mine = masks.get(local % masks.len())?;
+    let within = masks.iter().fold(CpuSet::new(), |acc, m| acc.union(m));
     (mine == current).then(|| Found {
         launcher: "Slurm",
+        within: Some(within),
         mark: format!(
             "SLURM_CPU_BIND={}",
             env("SLURM_CPU_BIND").unwrap_or_else(|| format!("{kind}{list}"))
@@ -123,6 +134,7 @@ fn flag(env: Env, rank_var: &str, var: &str, launcher: &'static str) -> Option<F
     let v = v.trim();
     (!v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false")).then(|| Found {
         launcher,
+        within: None,
         mark: format!("{var}={v}"),
     })
 }
@@ -158,6 +170,7 @@ mod tests {
         let f = found(&slurm("0"), "0").unwrap();
         assert_eq!(f.launcher, "Slurm");
         assert_eq!(f.mark, "SLURM_CPU_BIND=quiet,mask_cpu:0x1,0x2");
+        assert_eq!(f.within, Some(CpuSet::range(0, 1)));
         assert!(found(&slurm("1"), "1").is_some());
         // Entries are reused cyclically.
         assert!(found(&slurm("3"), "1").is_some());
@@ -192,6 +205,7 @@ mod tests {
             ("OMPI_MCA_orte_bound_at_launch", "1"),
         ];
         assert_eq!(found(&ompi, "1").unwrap().launcher, "Open MPI");
+        assert_eq!(found(&ompi, "1").unwrap().within, None);
         assert!(found(&ompi[1..], "1").is_none());
         let none = [
             ("OMPI_COMM_WORLD_LOCAL_RANK", "1"),
