@@ -9,9 +9,9 @@
 //! started with, and the binding). A child whose own mask at start equals the recorded binding treats
 //! the recorded original as its starting mask, so its own rank's CPUs are planned within the parent's
 //! original allowed set (the kernel lets it widen within the cgroup). A child whose mask is anything
-//! else (someone narrowed it on purpose) starts from its own mask. A process with no record whose mask
-//! is a launcher's own binding (see `launcher`) starts from the hard limits instead. The variable is internal: users do
-//! not set it. Only the constructor records it (it runs before any other thread could read the
+//! else (someone narrowed it on purpose) starts from its own mask. A process with no record whose
+//! mask is a launcher's own binding (see `launcher`) starts from the hard limits instead. The
+//! variable is internal: users do not set it. Only the constructor records it (it runs before any other thread could read the
 //! environment); an explicit `gpu_affinity_set` does not touch the environment, so children of a
 //! process bound that way start from the narrowed mask.
 
