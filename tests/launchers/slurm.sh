@@ -22,9 +22,10 @@ EOF
 
 _slurm_fail() {
     SLURM_WHY=$1
-    local log
+    local log last
     for log in "$SLURM_DIR"/munge/log "$SLURM_DIR"/slurmctld.log "$SLURM_DIR"/slurmd.log; do
-        [ -s "$log" ] && SLURM_WHY="$SLURM_WHY; $(basename "$log"): $(grep -iE 'error|fatal' "$log" | tail -n 1)"
+        last=$(grep -iE 'error|fatal' "$log" 2>/dev/null | tail -n 1)
+        [ -n "$last" ] && SLURM_WHY="$SLURM_WHY; ${log#"$SLURM_DIR"/}: $last"
     done
     slurm_stop
     return 1
