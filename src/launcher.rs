@@ -9,12 +9,14 @@
 //! - Slurm: slurmd exports `SLURM_CPU_BIND_TYPE` (`mask_cpu:`, `map_cpu:`, `none`, ...) and
 //!   `SLURM_CPU_BIND_LIST` (one entry per local task, reused cyclically when there are more tasks
 //!   than entries) whenever task/affinity binds (`setup_env` in slurm's `src/common/env.c`; the
-//!   automatic `cores`/`sockets`/`threads` bindings are exported as `mask_cpu:` lists). Slurm's binding
+//!   automatic `cores`/`sockets`/`threads` bindings are exported as `mask_cpu:` lists by
+//!   `_lllp_generate_cpu_bind` in `src/plugins/task/affinity/dist_tasks.c`). Slurm's binding
 //!   is recognized only when the process's mask is exactly its task's entry: a task someone narrowed
 //!   further (`srun taskset ...`) keeps its mask.
 //! - Open MPI: mpirun's schizo component sets `OMPI_MCA_orte_bound_at_launch=1` for every process of a
 //!   job whose binding policy is not `none` (`setup_fork` in `orte/mca/schizo/ompi/schizo_ompi.c`,
-//!   v4.x; PRRTE keeps the name for v5). It carries no mask.
+//!   v4.x, the version Debian and most clusters ship). It carries no mask. Open MPI 5 launches
+//!   through PRRTE, whose marks are not recognized here (its binding is kept, as today).
 //! - MPICH: hydra's proxy sets `HYDRA_USER_PROVIDED_BINDING=1` in its own environment, so in every
 //!   process it starts, when any `-bind-to` other than `none` is in force (`HYDT_topo_init` in
 //!   `src/pm/hydra/tools/topo/topo.c`). It carries no mask either.

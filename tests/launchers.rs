@@ -111,7 +111,21 @@ fn the_opt_out_keeps_the_launchers_binding() {
         run.describe()
     );
 
+    // The same through the command.
     env.pop();
+    let so = format!("LD_PRELOAD={}", so_path().display());
+    let fx = fixture("two-gpu-crossed");
+    let run = Proc::new("taskset")
+        .args(["-c", "0", env!("CARGO_BIN_EXE_gpuaff"), "run", "--lib"])
+        .arg(so_path())
+        .args(["--keep-launcher-binding", "--fsroot"])
+        .arg(fx.path())
+        .arg("--")
+        .arg(c_program("rank", false))
+        .envs(&env)
+        .run();
+    assert_eq!(cpus(&run), "0", "{so}\n{}", run.describe());
+
     env.push(("GPU_AFFINITY_LAUNCHER_BINDING", "sometimes"));
     let (run, _fx) = launched("0", &env);
     assert_eq!(cpus(&run), "0", "left as it was\n{}", run.describe());
