@@ -181,7 +181,7 @@ pub struct Outcome {
     pub original: CpuSet,
 }
 
-/// Where the allowed set starts (DESIGN.md): on this machine, the process's original mask (or, when
+/// Where the allowed set starts (see the README): on this machine, the process's original mask (or, when
 /// that was a launcher's binding, the launcher's CPUs for the whole step where it says, else the
 /// online CPUs, narrowed by the cgroup cpuset either way); under a foreign
 /// fsroot (a snapshot), the snapshot's cgroup cpuset or its online CPUs — the plan is the snapshot's,
@@ -284,7 +284,7 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
             libc::EPERM,
             format!(
                 "the kernel refused memory policy {} on nodes {mems}",
-                apply::membind_name(req.membind)
+                req.membind.name()
             ),
         ));
     }
@@ -352,7 +352,7 @@ pub fn verbose_line(o: &Outcome, mode: Mode, pid: u32) -> String {
     );
     if o.membind != MemBind::None {
         s.push_str(", membind ");
-        s.push_str(apply::membind_name(o.membind));
+        s.push_str(o.membind.name());
     }
     if !o.applied {
         s.push_str(", dry run");

@@ -56,7 +56,7 @@ fn plan_json_matches_the_worked_example() {
         assert_eq!(run.code(), Some(0), "{mode}\n{}", run.describe());
         assert_eq!(cpulists(&run), want, "{mode}");
     }
-    // CUDA_VISIBLE_DEVICES applies as for the shim (MODES.md: two ranks on GPUs 2,3).
+    // CUDA_VISIBLE_DEVICES applies as for the shim (docs/MODES.md: two ranks on GPUs 2,3).
     let run = gpuaff()
         .env("CUDA_VISIBLE_DEVICES", "2,3")
         .args(["plan", "--json", "--mode", "exclusive", "--fsroot"])

@@ -30,7 +30,9 @@ fn request(dir: &Path, lib: &Path, source: Source, cvd: Option<&str>) -> Request
         source,
         nvml_lib: Some(lib.to_path_buf()),
         fsroot: dir.to_path_buf(),
-        cuda_visible_devices: cvd.map(str::to_string),
+        devices: cvd.map_or_else(Default::default, |v| {
+            gpuaff_core::gpu::DeviceEnv::default().with("CUDA_VISIBLE_DEVICES", v)
+        }),
         ..Request::default()
     }
 }

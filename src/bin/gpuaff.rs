@@ -1,5 +1,5 @@
 //! `gpuaff`: shows the machine and the binding plan for every local rank, without binding anything,
-//! and runs commands with libgpuaff.so preloaded. Flags override the environment (DESIGN.md).
+//! and runs commands with libgpuaff.so preloaded. Flags override the environment (see the README).
 
 use gpuaff_core::config::{self, Request};
 use gpuaff_core::plan::{Cores, Mode};
@@ -22,7 +22,7 @@ modes: none, socket, socket_single, socket_single_unique, socket_unique_interlea
        socket_unique_contiguous (default), node, package, exclusive, core-complex, map
 The environment (GPU_AFFINITY_*, CUDA_VISIBLE_DEVICES) applies as for the preloaded library.";
 
-/// Exit statuses: 0 every rank planned, 1 some rank could not be, 2 bad arguments (DESIGN.md).
+/// Exit statuses: 0 every rank planned, 1 some rank could not be, 2 bad arguments (see the README).
 enum Fail {
     Usage(String),
     Run(Error),
