@@ -15,7 +15,10 @@ fn no_import_cycle_between_core_modules() {
     assert!(out.status.success(), "{text}");
     assert!(text.trim_end().ends_with("no cycle"), "{text}");
     // The planner knows nothing of requests, machines or sessions.
-    let plan = text.lines().find(|l| l.starts_with("plan ")).expect("plan's line");
+    let plan = text
+        .lines()
+        .find(|l| l.starts_with("plan "))
+        .expect("plan's line");
     for above in ["config", "machine", "session", "render"] {
         assert!(!plan.contains(above), "{plan}");
     }
