@@ -8,5 +8,6 @@ mod apply;
 mod bind;
 mod ffi;
 mod loading;
+mod launcher;
 mod msg;
 mod preload;

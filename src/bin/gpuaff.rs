@@ -14,7 +14,8 @@ usage:
               [--balanced|--no-balanced] [--allowed CPULIST] [--source auto|sysfs|nvml] [--json]
   gpuaff topo [--fsroot DIR] [--source auto|sysfs|nvml] [--json]
   gpuaff run [--mode M] [--cores C] [--balanced|--no-balanced] [--nproc N] [--membind B]
-             [--fsroot DIR] [--verbose] [--dry-run] [--strict] [--lib PATH] -- COMMAND [ARGS...]
+             [--fsroot DIR] [--verbose] [--dry-run] [--strict] [--keep-launcher-binding]
+             [--lib PATH] -- COMMAND [ARGS...]
   gpuaff lib              (prints the path of the library that gpuaff run preloads)
   gpuaff --version
 
@@ -171,6 +172,9 @@ fn parse_opts(args: &[String], allow: &[&str]) -> Result<Opts, Fail> {
             "--verbose" => o.env_out.push(("GPU_AFFINITY_VERBOSE", "1".into())),
             "--dry-run" => o.env_out.push(("GPU_AFFINITY_DRY_RUN", "1".into())),
             "--strict" => o.env_out.push(("GPU_AFFINITY_STRICT", "1".into())),
+            "--keep-launcher-binding" => o
+                .env_out
+                .push(("GPU_AFFINITY_LAUNCHER_BINDING", "keep".into())),
             "--lib" => o.lib = Some(PathBuf::from(value(flag)?)),
             _ => return Err(Fail::Usage(format!("unknown option {a:?}"))),
         }
@@ -316,6 +320,7 @@ fn cmd_run(args: &[String]) -> Result<ExitCode, Fail> {
             "--verbose",
             "--dry-run",
             "--strict",
+            "--keep-launcher-binding",
             "--source",
             "--lib",
             "--",
