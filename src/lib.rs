@@ -7,7 +7,7 @@
 mod apply;
 mod bind;
 mod ffi;
-mod loading;
 mod launcher;
+mod loading;
 mod msg;
 mod preload;
