@@ -45,6 +45,7 @@ export GPUAFF_TEST_CC=$work/cc-aarch64 QEMU_LD_PREFIX=$sysroot
 skips=(
     # The host's x86_64 python3 or sh cannot load the aarch64 library.
     python run_preloads_the_library_and_binds_the_command no_gpu_is_enodev_with_a_clear_message
+    amd_gpus_bind_in_rocm_order
     # qemu-user adds its own thread to /proc/self/task, so exact thread counts differ.
     threads_from_an_earlier_constructor_are_bound children_get_their_own_rank_binding
     # qemu 7.2 does not emulate set_mempolicy (ENOSYS, where the test expects the kernel's EINVAL).
