@@ -169,9 +169,9 @@ fn header_compiles_as_c99_and_cxx11() {
         "#include <gpu_affinity.h>\n#include <stdio.h>\nint main(void){struct gpu_affinity_options o;\
          gpu_affinity_options_init(&o);o.gpu_id=0;o.dry_run=1;o.membind=GPU_AFFINITY_MEMBIND_BIND;\
          o.cores=GPU_AFFINITY_CORES_SINGLE_LOGICAL;o.threads=GPU_AFFINITY_THREADS_INHERIT;\
+         int planned=gpu_affinity_plan(NULL,NULL,0)<=0;int rc=gpu_affinity_set_opts(&o,NULL,-1);\
          printf(\"%d %s %s %s %d %d\\n\",(int)(o.size==sizeof o),gpu_affinity_version(),\
-         gpu_affinity_strerror(-19),gpu_affinity_last_error(),gpu_affinity_plan(NULL,NULL,0)<=0,\
-         gpu_affinity_set_opts(&o,NULL,-1));return 0;}\n",
+         gpu_affinity_strerror(-19),gpu_affinity_last_error(),planned,rc);return 0;}\n",
     )
     .expect("write source");
     let exe = src.with_extension("");

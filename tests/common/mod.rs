@@ -264,15 +264,16 @@ impl Proc {
         let pid = child.id();
         let mut out = child.stdout.take().expect("stdout");
         let mut err = child.stderr.take().expect("stderr");
+        // Bytes, then lossy text: output that is not UTF-8 still shows up (read_to_string drops it all).
         let t_out = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
+            let mut b = Vec::new();
+            let _ = out.read_to_end(&mut b);
+            String::from_utf8_lossy(&b).into_owned()
         });
         let t_err = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
+            let mut b = Vec::new();
+            let _ = err.read_to_end(&mut b);
+            String::from_utf8_lossy(&b).into_owned()
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {

@@ -54,9 +54,6 @@ skips=(
     fork_while_threads_are_created_does_not_deadlock
     # 1,000 short threads: qemu lists exited threads in /proc/self/task for a while.
     concurrent_calls_during_a_thread_storm
-    # Its freshly compiled program prints nothing when the test runs it under qemu (the same binary
-    # prints when run by hand); not understood yet.
-    header_compiles_as_c99_and_cxx11
 )
 skip_args=()
 for s in "${skips[@]}"; do skip_args+=(--skip "$s"); done
