@@ -60,12 +60,15 @@ pub fn set_affinity(tid: libc::pid_t, cpus: &CpuSet) -> std::result::Result<(), 
     if words.is_empty() {
         return Err(libc::EINVAL);
     }
+    // The raw system call: libc's sched_setaffinity is the guard's interposer in this library, and
+    // gpuaff's own binding is authoritative.
     // SAFETY: the kernel reads words.len()*8 bytes from a valid slice.
     let n = unsafe {
-        libc::sched_setaffinity(
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
             tid,
             std::mem::size_of_val(words),
-            words.as_ptr().cast::<libc::cpu_set_t>(),
+            words.as_ptr(),
         )
     };
     if n == 0 {

@@ -18,7 +18,6 @@ use crate::apply;
 use crate::msg::Warnings;
 use gpuaff_core::{AllowedFrom, CpuSet, Error, MemBind, Mode, RankPlan, Request, Result, Threads};
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::OnceLock;
 
 pub const INHERITED_VAR: &str = "GPU_AFFINITY_INHERITED";
 
@@ -30,18 +29,24 @@ pub struct Binding {
     /// The memory policy in force (after degradation).
     pub membind: MemBind,
     pub threads: Threads,
+    /// What the guard does with foreign requests outside `cpus`.
+    pub guard: crate::guard::Guard,
+    /// GPU_AFFINITY_VERBOSE: the clamp guard reports too.
+    pub verbose: bool,
     /// A thread attribute carrying `cpus`, for threads created with a NULL attribute.
     attr: Option<Box<libc::pthread_attr_t>>,
 }
 
 impl Binding {
-    fn new(cpus: CpuSet, mems: CpuSet, membind: MemBind, threads: Threads) -> Binding {
+    fn new(cpus: CpuSet, mems: CpuSet, membind: MemBind, req: &Request) -> Binding {
         let attr = affinity_attr(&cpus);
         Binding {
             cpus,
             mems,
             membind,
-            threads,
+            threads: req.threads,
+            guard: crate::guard::Guard::DEFAULT,
+            verbose: req.verbose,
             attr,
         }
     }
@@ -76,8 +81,36 @@ fn affinity_attr(cpus: &CpuSet) -> Option<Box<libc::pthread_attr_t>> {
 }
 
 static ACTIVE: AtomicPtr<Binding> = AtomicPtr::new(std::ptr::null_mut());
-/// The process's mask before gpuaff first bound it (or the inherited original).
-static ORIGINAL: OnceLock<CpuSet> = OnceLock::new();
+/// The process's mask before gpuaff first bound it (or the inherited original); set once, leaked.
+/// An atomic rather than a OnceLock: a fork while another thread initialised it would leave the
+/// child waiting on a lock no thread of its own holds.
+static ORIGINAL: AtomicPtr<CpuSet> = AtomicPtr::new(std::ptr::null_mut());
+
+fn original() -> Option<&'static CpuSet> {
+    // SAFETY: a published original is leaked, never freed.
+    unsafe { ORIGINAL.load(Ordering::Acquire).as_ref() }
+}
+
+/// Records the original unless one is already recorded; returns the one in force.
+fn set_original(o: CpuSet) -> CpuSet {
+    let new = Box::into_raw(Box::new(o));
+    match ORIGINAL.compare_exchange(
+        std::ptr::null_mut(),
+        new,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: just published; never freed.
+        Ok(_) => unsafe { (*new).clone() },
+        Err(old) => {
+            // SAFETY: `new` was never published; `old` is a leaked original.
+            unsafe {
+                drop(Box::from_raw(new));
+                (*old).clone()
+            }
+        }
+    }
+}
 
 /// The binding in force, if any. Lock-free (fork-safe).
 pub fn active() -> Option<&'static Binding> {
@@ -112,7 +145,7 @@ fn starting_masks() -> Result<(CpuSet, Vec<CpuSet>)> {
             )
         })?;
     let mut ours = Vec::new();
-    let original = match ORIGINAL.get() {
+    let original = match original() {
         Some(o) => o.clone(),
         None => {
             let inherited = std::env::var(INHERITED_VAR)
@@ -125,7 +158,7 @@ fn starting_masks() -> Result<(CpuSet, Vec<CpuSet>)> {
                 }
                 _ => current.clone(),
             };
-            ORIGINAL.get_or_init(|| original).clone()
+            set_original(original)
         }
     };
     ours.push(original.clone());
@@ -170,6 +203,7 @@ fn allowed_from(req: &Request, original: &CpuSet) -> AllowedFrom {
 /// the calling thread's CPU mask is restored before returning).
 pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
     let mut warnings = Warnings::default();
+    let guard = crate::guard::Guard::from_env()?;
     let (original, ours) = starting_masks()?;
     // Reads only what this mode needs; re-plans on the whole machine when that cannot vouch.
     let session = gpuaff_core::session::plan_for_process(req, allowed_from(req, &original))?;
@@ -214,8 +248,8 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
             ),
         ));
     }
-    let threads = req.threads;
-    let binding = Binding::new(cpus.clone(), mems.clone(), membind, threads);
+    let mut binding = Binding::new(cpus.clone(), mems.clone(), membind, req);
+    binding.guard = guard;
     let mut thread_warnings = Warnings::default();
     let result = apply::bind_threads(&cpus, &ours, || publish(binding), &mut thread_warnings);
     if let Err(e) = result {

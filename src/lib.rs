@@ -7,5 +7,6 @@
 mod apply;
 mod bind;
 mod ffi;
+mod guard;
 mod msg;
 mod preload;

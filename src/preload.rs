@@ -200,20 +200,24 @@ struct Start {
     routine: Option<StartRoutine>,
     arg: *mut c_void,
     binding: &'static bind::Binding,
+    /// Created with a foreign affinity attribute outside the binding: narrow it (the guard's clamp).
+    clamp: bool,
 }
 
 /// Unboxes the start record; the Box is freed here, before the user's routine runs.
-unsafe fn take_start(
-    p: *mut c_void,
-) -> (Option<StartRoutine>, *mut c_void, &'static bind::Binding) {
-    let s = Box::from_raw(p.cast::<Start>());
-    (s.routine, s.arg, s.binding)
+unsafe fn take_start(p: *mut c_void) -> Start {
+    *Box::from_raw(p.cast::<Start>())
 }
 
 static HOOK_WARNED: AtomicBool = AtomicBool::new(false);
 
-fn bind_new_thread(b: &bind::Binding) {
-    let cpus_ok = crate::apply::set_affinity(0, &b.cpus).is_ok();
+fn bind_new_thread(b: &bind::Binding, clamp: bool) {
+    let cpus_ok = if clamp {
+        crate::guard::clamp_self(b);
+        true
+    } else {
+        crate::apply::set_affinity(0, &b.cpus).is_ok()
+    };
     let mem_ok = b.membind == gpuaff_core::MemBind::None
         || crate::apply::set_mempolicy(b.membind, &b.mems).is_ok();
     let failed = !cpus_ok || !mem_ok;
@@ -225,8 +229,13 @@ fn bind_new_thread(b: &bind::Binding) {
 /// Runs in the new thread: binds it, then becomes the user's routine. Nothing here needs dropping
 /// around that call, so pthread_exit and cancellation (forced unwinds) pass through cleanly.
 unsafe extern "C-unwind" fn start_bound(p: *mut c_void) -> *mut c_void {
-    let (routine, arg, binding) = take_start(p);
-    let _ = std::panic::catch_unwind(|| bind_new_thread(binding));
+    let Start {
+        routine,
+        arg,
+        binding,
+        clamp,
+    } = take_start(p);
+    let _ = std::panic::catch_unwind(|| bind_new_thread(binding, clamp));
     match routine {
         Some(f) => f(arg),
         None => std::ptr::null_mut(),
@@ -236,7 +245,8 @@ unsafe extern "C-unwind" fn start_bound(p: *mut c_void) -> *mut c_void {
 /// What the hook does for one pthread_create call; None: pass through unchanged.
 enum Route {
     Attr(*const libc::pthread_attr_t),
-    Wrap(&'static bind::Binding),
+    /// Bind the new thread to the binding, or (true) clamp its attribute's mask into it.
+    Wrap(&'static bind::Binding, bool),
 }
 
 unsafe fn route(attr: *const libc::pthread_attr_t) -> Option<Route> {
@@ -257,12 +267,13 @@ unsafe fn route(attr: *const libc::pthread_attr_t) -> Option<Route> {
                 return Some(Route::Attr(a));
             }
         }
-        return Some(Route::Wrap(b));
+        return Some(Route::Wrap(b, false));
     }
     if attr_has_affinity(attr) {
-        return None;
+        // A foreign attribute: the guard decides (and reports, under warn).
+        return crate::guard::attr_needs_clamp(attr).then_some(Route::Wrap(b, true));
     }
-    Some(Route::Wrap(b))
+    Some(Route::Wrap(b, false))
 }
 
 /// The interposed `pthread_create`: with a binding in force (and GPU_AFFINITY_THREADS=inherit), a
@@ -302,11 +313,12 @@ unsafe fn create(
                 rc
             }
         }
-        Some(Route::Wrap(binding)) => {
+        Some(Route::Wrap(binding, clamp)) => {
             let boxed = Box::into_raw(Box::new(Start {
                 routine: start,
                 arg,
                 binding,
+                clamp,
             }));
             let rc = real(thread, attr, Some(start_bound), boxed.cast());
             if rc != 0 {
