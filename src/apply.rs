@@ -224,36 +224,42 @@ pub fn set_mempolicy(policy: MemBind, nodes: &CpuSet) -> std::result::Result<(),
 }
 
 /// Sets the calling thread's memory policy, degrading bind/interleave → preferred → none when the
-/// kernel refuses (EPERM under seccomp, EINVAL when cpuset.mems excludes the nodes), one warning per
-/// step. Returns the policy in force.
+/// kernel refuses (EPERM under seccomp, EINVAL when cpuset.mems excludes the nodes): one warning for
+/// the whole degradation, naming each refusal. Returns the policy in force.
 pub fn apply_membind(want: MemBind, nodes: &CpuSet, warnings: &mut Warnings) -> MemBind {
+    if want == MemBind::None {
+        return MemBind::None;
+    }
+    if nodes.is_empty() {
+        warnings.push(format!(
+            "GPU_AFFINITY_MEMBIND={}: the plan names no NUMA node; the memory policy is left alone",
+            membind_name(want)
+        ));
+        return MemBind::None;
+    }
     let mut policy = want;
+    let mut refused = Vec::new();
     while policy != MemBind::None {
-        if nodes.is_empty() {
-            warnings.push(format!(
-                "GPU_AFFINITY_MEMBIND={}: the plan names no NUMA node; the memory policy is left alone",
-                membind_name(want)
-            ));
-            return MemBind::None;
-        }
         match set_mempolicy(policy, nodes) {
-            Ok(()) => return policy,
+            Ok(()) => break,
             Err(e) => {
-                let weaker = match policy {
+                refused.push(format!("{} ({})", membind_name(policy), os_text(e)));
+                policy = match policy {
                     MemBind::Bind | MemBind::Interleave => MemBind::Preferred,
                     _ => MemBind::None,
                 };
-                warnings.push(format!(
-                    "set_mempolicy({} on nodes {nodes}) refused: {}; using {} instead",
-                    membind_name(policy),
-                    os_text(e),
-                    membind_name(weaker)
-                ));
-                policy = weaker;
             }
         }
     }
-    MemBind::None
+    if !refused.is_empty() {
+        warnings.push(format!(
+            "GPU_AFFINITY_MEMBIND={}: set_mempolicy on nodes {nodes} refused: {}; using {}",
+            membind_name(want),
+            refused.join(", then "),
+            membind_name(policy)
+        ));
+    }
+    policy
 }
 
 #[cfg(test)]

@@ -120,6 +120,7 @@ pub fn active() -> Option<&'static Binding> {
 }
 
 fn publish(b: Binding) {
+    crate::guard::register_atfork();
     ACTIVE.store(Box::into_raw(Box::new(b)), Ordering::Release);
 }
 

@@ -258,6 +258,50 @@ pub fn clamp_self(b: &Binding) {
     unsafe { libc::syscall(libc::SYS_sched_setaffinity, 0, out.bytes(), out.w.as_ptr()) };
 }
 
+/// In a forked child (a `pthread_atfork` handler, so async-signal-safe: two system calls): a child
+/// forked by a thread that a runtime pinned inside the binding (LLVM's libomp pins the thread that
+/// forks DataLoader workers to one core) starts on the whole binding, as a new process of the rank.
+/// Only under `clamp`; a mask outside the binding (someone chose it under `off` or `warn`) is kept.
+pub extern "C" fn after_fork_child() {
+    let Some((b, want)) = guarded() else {
+        return;
+    };
+    if b.guard != Guard::Clamp {
+        return;
+    }
+    let mut cur = Mask::zero();
+    // SAFETY: the kernel writes at most WORDS*8 bytes into our buffer.
+    let rc = unsafe { libc::sched_getaffinity(0, cur.bytes(), cur.w.as_mut_ptr().cast()) };
+    let same = cur
+        .w
+        .iter()
+        .enumerate()
+        .all(|(i, w)| *w == want.get(i).copied().unwrap_or(0));
+    if rc != 0 || same || cur.is_empty() || !cur.inside(want) {
+        return;
+    }
+    // SAFETY: the kernel reads want.len() words from the binding's own slice.
+    unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            0,
+            std::mem::size_of_val(want),
+            want.as_ptr(),
+        )
+    };
+}
+
+static ATFORK: AtomicBool = AtomicBool::new(false);
+
+/// Registers `after_fork_child` once (when a binding is first published).
+pub fn register_atfork() {
+    if !ATFORK.swap(true, Ordering::Relaxed) {
+        // SAFETY: registers a handler that stays valid: the library is never unloaded while bound
+        // (glibc drops a dlclosed object's handlers).
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+    }
+}
+
 /// True when `pid` (a thread id for sched_setaffinity) is a thread of this process.
 fn is_own_thread(pid: libc::pid_t) -> bool {
     if pid == 0 {
@@ -271,7 +315,7 @@ fn is_own_thread(pid: libc::pid_t) -> bool {
 }
 
 /// A libc function found with dlsym(RTLD_NEXT) on first use; None when it is not there.
-fn next(slot: &AtomicPtr<c_void>, name: &std::ffi::CStr) -> Option<*mut c_void> {
+pub fn next(slot: &AtomicPtr<c_void>, name: &std::ffi::CStr) -> Option<*mut c_void> {
     let mut p = slot.load(Ordering::Relaxed);
     if p.is_null() {
         // SAFETY: dlsym with a NUL-terminated name.

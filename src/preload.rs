@@ -122,14 +122,56 @@ fn record_inherited(original: &gpuaff_core::CpuSet, bound: &gpuaff_core::CpuSet)
     }
 }
 
-#[cfg(not(test))]
-#[ctor::ctor(unsafe)]
-fn gpuaff_load() {
+/// Whether the load-time work has run (or is running): it runs once, at the first of our
+/// constructor and an early `pthread_getaffinity_np`.
+static LOADED: AtomicBool = AtomicBool::new(false);
+
+fn load_once() {
+    if LOADED.swap(true, Ordering::AcqRel) {
+        return;
+    }
     // The panic hook has already printed the one line (a bug: the planning code reports errors as
     // values, and apply's system calls cannot panic).
     if std::panic::catch_unwind(on_load).is_err() && strict_from_env() {
         // SAFETY: before main; nothing of the host's to flush.
         unsafe { libc::_exit(STRICT_EXIT) };
+    }
+}
+
+#[cfg(not(test))]
+#[ctor::ctor(unsafe)]
+fn gpuaff_load() {
+    load_once();
+}
+
+type GetAffinityFn = unsafe extern "C" fn(libc::pthread_t, usize, *mut libc::cpu_set_t) -> c_int;
+static REAL_GETAFFINITY: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The interposed `pthread_getaffinity_np`. A library whose constructor runs before ours (the loader
+/// runs a preloaded library's constructor after those of the program's own libraries) and reads the
+/// mask to build its thread places (libgomp does) first triggers our load-time binding, so it sees the
+/// bound mask. Afterwards it only forwards.
+///
+/// # Safety
+/// Same contract as `pthread_getaffinity_np(3)`.
+#[cfg(not(test))]
+#[no_mangle]
+pub unsafe extern "C" fn pthread_getaffinity_np(
+    thread: libc::pthread_t,
+    size: usize,
+    mask: *mut libc::cpu_set_t,
+) -> c_int {
+    if !LOADED.load(Ordering::Relaxed) {
+        load_once();
+    }
+    match crate::guard::next(&REAL_GETAFFINITY, c"pthread_getaffinity_np") {
+        Some(p) => {
+            // SAFETY: libc's pthread_getaffinity_np, whose C signature GetAffinityFn spells.
+            let f = unsafe { std::mem::transmute::<*mut c_void, GetAffinityFn>(p) };
+            // SAFETY: the caller's arguments, passed on.
+            unsafe { f(thread, size, mask) }
+        }
+        None => libc::ENOSYS,
     }
 }
 

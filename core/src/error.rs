@@ -74,7 +74,8 @@ impl Error {
     /// An environment variable or option whose value cannot be parsed: names both and what is accepted.
     pub fn bad_value(name: &str, value: &str, accepted: &str) -> Self {
         Self::invalid(format!(
-            "{name}={value:?} is not valid (accepted: {accepted})"
+            "{name}={} is not valid (accepted: {accepted})",
+            crate::limits::shown(value)
         ))
     }
     /// A file of the machine model that is missing or odd: names the file.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod cpuset;
 pub mod error;
 pub mod gpu;
+pub mod limits;
 pub mod machine;
 pub mod nvml;
 pub mod plan;

@@ -98,10 +98,17 @@ fn plan_on(
         )));
     }
     let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
-    if visible.gpus.is_empty() && req.cuda_visible_devices.as_deref().map(str::trim) == Some("") {
-        return Err(Error::no_gpu(
-            "CUDA_VISIBLE_DEVICES is empty: this process uses no GPU",
-        ));
+    if visible.gpus.is_empty() {
+        if let Some(cvd) = req.cuda_visible_devices.as_deref() {
+            return Err(Error::no_gpu(if cvd.trim().is_empty() {
+                "CUDA_VISIBLE_DEVICES is empty: this process uses no GPU".to_string()
+            } else {
+                format!(
+                    "CUDA_VISIBLE_DEVICES={} names no GPU of this machine: this process uses no GPU",
+                    crate::limits::shown(cvd)
+                )
+            }));
+        }
     }
     let plan = plan_request(req, &machine, &visible);
     Ok((machine, visible, plan))
