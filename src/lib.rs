@@ -9,4 +9,5 @@ mod bind;
 mod ffi;
 mod guard;
 mod msg;
+mod omp;
 mod preload;

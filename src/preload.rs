@@ -85,11 +85,21 @@ pub fn on_load() {
     if req.rank.is_none() {
         return;
     }
+    let omp = match crate::omp::enabled() {
+        Ok(on) => on,
+        Err(e) => return fail(&e, req.strict),
+    };
     match bind::bind(&req, Effect::Apply) {
         Ok(outcome) => {
             outcome.warnings.print();
             if outcome.applied {
                 record_inherited(&outcome.original, &outcome.plan.cpus);
+                if omp {
+                    let set = crate::omp::set_thread_counts(&req.fsroot, &outcome.plan.cpus);
+                    if req.verbose && !set.is_empty() {
+                        msg::line(&format!("{}=1: set {}", crate::omp::VAR, set.join(" ")));
+                    }
+                }
             }
             if req.verbose {
                 msg::line(&bind::verbose_line(

@@ -353,3 +353,36 @@ fn a_forked_child_of_an_openmp_parent_starts_on_the_binding() {
         );
     }
 }
+
+#[test]
+fn omp_sets_unset_thread_counts_to_the_bound_cores() {
+    require_cpus_0_and_1();
+    let sh = |fx: &TempTree, extra: &[(&str, &str)]| {
+        preloaded("/bin/sh", fx, "0")
+            .args([
+                "-c",
+                "echo omp=$OMP_NUM_THREADS mkl=$MKL_NUM_THREADS blas=$OPENBLAS_NUM_THREADS",
+            ])
+            .env("GPU_AFFINITY_MODE", "node")
+            .envs(extra)
+            .run()
+    };
+    let local = fixture("two-gpu-local");
+    let off = sh(&local, &[]);
+    assert_eq!(off.stdout, "omp= mkl= blas=\n", "off by default");
+    let on = sh(
+        &local,
+        &[("GPU_AFFINITY_OMP", "1"), ("MKL_NUM_THREADS", "7")],
+    );
+    assert_eq!(on.stdout, "omp=2 mkl=7 blas=2\n", "{}", on.describe());
+    assert_eq!(on.stderr, "");
+    // example1's node 0 is CPUs 0-3,8-11: 4 cores with 2 threads each.
+    let smt = sh(&fixture("example1"), &[("GPU_AFFINITY_OMP", "yes")]);
+    assert_eq!(smt.stdout, "omp=4 mkl=4 blas=4\n", "{}", smt.describe());
+    let bad = sh(&local, &[("GPU_AFFINITY_OMP", "sometimes")]);
+    assert_eq!(bad.stdout, "omp= mkl= blas=\n");
+    assert_eq!(bad.stderr_lines().len(), 1, "{}", bad.describe());
+    assert!(bad
+        .stderr
+        .starts_with("gpuaff: GPU_AFFINITY_OMP=\"sometimes\" is not valid"));
+}
