@@ -25,7 +25,7 @@ run() { # NAME ENV...
     done
 }
 {
-    run "no gpuaff" true
+    run "no gpuaff"
     run "preloaded, no rank" LD_PRELOAD="$lib"
     for g in off warn clamp; do
         run "bound, guard $g" LD_PRELOAD="$lib" LOCAL_RANK=0 GPU_AFFINITY_FSROOT="$work/fx" GPU_AFFINITY_GUARD=$g
