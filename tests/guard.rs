@@ -386,3 +386,27 @@ fn omp_sets_unset_thread_counts_to_the_bound_cores() {
         .stderr
         .starts_with("gpuaff: GPU_AFFINITY_OMP=\"sometimes\" is not valid"));
 }
+
+#[test]
+fn a_child_forked_by_a_thread_pinned_inside_starts_on_the_whole_binding() {
+    // Mode node: rank 0 owns CPUs 0-1. The main thread pins itself to CPU 1 (inside: allowed), then
+    // forks. Under clamp the child starts on the whole binding; under off it keeps the pin.
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    for (guard, child) in [("clamp", "0-1"), ("warn", "1"), ("off", "1")] {
+        let run = preloaded(c_program("pinfork", false), &fx, "0")
+            .arg("1")
+            .env("GPU_AFFINITY_MODE", "node")
+            .env("GPU_AFFINITY_GUARD", guard)
+            .run();
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        assert_eq!(run.field("parent", "cpus").as_deref(), Some("1"), "{guard}");
+        assert_eq!(
+            run.field("child", "cpus").as_deref(),
+            Some(child),
+            "{guard}\n{}",
+            run.describe()
+        );
+        assert_eq!(run.stderr, "", "{guard}");
+    }
+}
