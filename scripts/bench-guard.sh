@@ -2,7 +2,9 @@
 # What the guard costs per call: pthread_create+join (plain, and with an affinity attribute outside
 # the binding) and sched_setaffinity (to the caller's own mask, inside the binding; to every CPU,
 # outside it), without gpuaff, preloaded without a rank, and bound (rank 0 of two-gpu-local: CPU 0)
-# under GPU_AFFINITY_GUARD=off, warn and clamp. Medians of REPS processes; ratios against guard off.
+# under GPU_AFFINITY_GUARD=off, warn and clamp. Each process reports the fastest of 20 batches per
+# call (preemption on a shared machine only adds time); the table has the median over REPS processes
+# and the ratio against guard off.
 #
 # Usage: scripts/bench-guard.sh [N] [REPS]   (N creates, 10*N setaffinity calls per process; default
 #                                            2000 and 7; about 20 seconds)

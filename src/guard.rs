@@ -163,6 +163,8 @@ pub unsafe fn judge(caller: Caller, size: usize, mask: *const libc::cpu_set_t) -
     }
     let mut asked = Mask::zero();
     let take = size.min(WORDS * 8);
+    // Only the words the caller gave are looked at (16 for a glibc cpu_set_t).
+    asked.n = take.div_ceil(8).max(1);
     // SAFETY: the caller's mask holds `size` >= `take` bytes; our buffer holds WORDS*8 >= `take`.
     unsafe {
         std::ptr::copy_nonoverlapping(mask.cast::<u8>(), asked.w.as_mut_ptr().cast::<u8>(), take)
