@@ -8,6 +8,7 @@ mod apply;
 mod bind;
 mod ffi;
 mod guard;
+mod launcher;
 mod msg;
 mod omp;
 mod preload;

@@ -4,13 +4,15 @@
 //!
 //! Data flows one way: `Request` (config) → `Machine` (topology + GPUs) → `Plan` → apply or report.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod config;
 pub mod cpuset;
 pub mod error;
 pub mod gpu;
 pub mod limits;
 pub mod machine;
-pub mod nvml;
+mod names;
 pub mod plan;
 pub mod render;
 pub mod session;
@@ -20,11 +22,11 @@ pub mod topology;
 pub use config::{MemBind, Request, Source, Threads};
 pub use cpuset::CpuSet;
 pub use error::{Error, ErrorKind, Result};
-pub use gpu::{DeviceOrder, Gpu, Visible};
-pub use machine::{AllowedFrom, Machine};
+pub use gpu::{nvml, DeviceEnv, DeviceOrder, Gpu, Vendor, Visible};
+pub use machine::Machine;
 pub use plan::{Cores, Mode, Plan, PlanOptions, RankPlan};
 pub use sysfs::Fs;
-pub use topology::Topology;
+pub use topology::{AllowedFrom, Topology};
 
 /// The crate version, as the C ABI's `gpu_affinity_version` reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -2,8 +2,8 @@
 //! the full machine (`Machine::load`), for every catalog machine, mode, option and rank, with
 //! `CUDA_VISIBLE_DEVICES` subsets and allowed sets that exclude GPUs' CPUs (the fallback path).
 
-use gpuaff_core::plan::{plan_request, Cores, Mode, PlanOptions};
-use gpuaff_core::session::plan_for_process;
+use gpuaff_core::plan::{Cores, Mode, PlanOptions};
+use gpuaff_core::session::{plan_for_process, plan_process};
 use gpuaff_core::{gpu, AllowedFrom, CpuSet, DeviceOrder, Machine, Request, Source};
 use std::path::Path;
 
@@ -11,7 +11,9 @@ fn request(root: &Path, cvd: Option<&str>) -> Request {
     Request {
         fsroot: root.to_path_buf(),
         source: Source::Sysfs,
-        cuda_visible_devices: cvd.map(str::to_string),
+        devices: cvd.map_or_else(Default::default, |v| {
+            gpuaff_core::gpu::DeviceEnv::default().with("CUDA_VISIBLE_DEVICES", v)
+        }),
         ..Request::default()
     }
 }
@@ -48,7 +50,7 @@ fn check(
                             },
                             ..base.clone()
                         };
-                        let want = plan_request(&req, &full, &visible);
+                        let want = plan_process(&req, &full, &visible);
                         let got = plan_for_process(&req, allowed.clone()).map(|o| o.plan);
                         let what = format!(
                             "{name} cvd={cvd:?} allowed={allowed:?} mode={} cores={} balanced={balanced} nproc={nproc:?} rank={rank}",

@@ -1,45 +1,23 @@
 //! The planner: one small pure function per mode over (topology, GPUs, options) → per-rank CPU sets.
-//! Algorithms, worked examples and deliberate differences: ../shared/MODES.md.
+//! Algorithms, worked examples and deliberate differences: docs/MODES.md.
 //!
 //! Layout: this file resolves which GPU a rank uses, the GPU's node and its "home" CPUs (with the
 //! fallbacks), then hands plain core lists to `nvidia` (gpu_affinity.py family) or `torch`
 //! (torch.numa.binding family), whose functions know nothing about sysfs or GPUs.
 
+mod mode;
 mod nvidia;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod torch;
+
+pub use mode::{need, need_for, Cores, Family, Mode, Need, NeedScope};
 
 use crate::cpuset::CpuSet;
 use crate::error::Error;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mode {
-    None,
-    // NVIDIA gpu_affinity.py family ("socket" = the GPU's local CPUs).
-    Socket,
-    SocketSingle,
-    SocketSingleUnique,
-    SocketUniqueInterleaved,
-    SocketUniqueContiguous,
-    // PyTorch torch.numa.binding family.
-    Node,
-    Package,
-    Exclusive,
-    CoreComplex,
-    // GPU_AFFINITY_MAP.
-    Map,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Cores {
-    #[default]
-    AllLogical,
-    SingleLogical,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanOptions {
@@ -98,98 +76,6 @@ pub struct Plan {
 
 use crate::gpu::{Gpu, Visible};
 use crate::topology::Topology;
-
-/// Which reference a mode follows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
-    /// `none`: leave the process alone.
-    None,
-    /// NVIDIA `gpu_affinity.py`.
-    Nvidia,
-    /// PyTorch `torch.numa.binding`.
-    Torch,
-    /// `GPU_AFFINITY_MAP`.
-    Map,
-}
-
-const MODE_NAMES: &str = "none, socket, socket_single, socket_single_unique, \
-socket_unique_interleaved, socket_unique_contiguous, node, package, exclusive, core-complex, map";
-const CORES_NAMES: &str = "all_logical, single_logical";
-
-impl Mode {
-    pub const ALL: [Mode; 11] = [
-        Mode::None,
-        Mode::Socket,
-        Mode::SocketSingle,
-        Mode::SocketSingleUnique,
-        Mode::SocketUniqueInterleaved,
-        Mode::SocketUniqueContiguous,
-        Mode::Node,
-        Mode::Package,
-        Mode::Exclusive,
-        Mode::CoreComplex,
-        Mode::Map,
-    ];
-
-    /// A mode name as `GPU_AFFINITY_MODE` takes it (`core_complex` is accepted for `core-complex`).
-    pub fn parse(value: &str) -> crate::Result<Mode> {
-        let v = value.trim().to_ascii_lowercase();
-        if v == "core_complex" {
-            return Ok(Mode::CoreComplex);
-        }
-        Mode::ALL
-            .into_iter()
-            .find(|m| m.name() == v)
-            .ok_or_else(|| Error::bad_value("GPU_AFFINITY_MODE", value, MODE_NAMES))
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Mode::None => "none",
-            Mode::Socket => "socket",
-            Mode::SocketSingle => "socket_single",
-            Mode::SocketSingleUnique => "socket_single_unique",
-            Mode::SocketUniqueInterleaved => "socket_unique_interleaved",
-            Mode::SocketUniqueContiguous => "socket_unique_contiguous",
-            Mode::Node => "node",
-            Mode::Package => "package",
-            Mode::Exclusive => "exclusive",
-            Mode::CoreComplex => "core-complex",
-            Mode::Map => "map",
-        }
-    }
-
-    pub fn family(&self) -> Family {
-        match self {
-            Mode::None => Family::None,
-            Mode::Socket
-            | Mode::SocketSingle
-            | Mode::SocketSingleUnique
-            | Mode::SocketUniqueInterleaved
-            | Mode::SocketUniqueContiguous => Family::Nvidia,
-            Mode::Node | Mode::Package | Mode::Exclusive | Mode::CoreComplex => Family::Torch,
-            Mode::Map => Family::Map,
-        }
-    }
-}
-
-impl Cores {
-    /// `GPU_AFFINITY_CORES`: `all_logical` or `single_logical`.
-    pub fn parse(value: &str) -> crate::Result<Cores> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "all_logical" => Ok(Cores::AllLogical),
-            "single_logical" => Ok(Cores::SingleLogical),
-            _ => Err(Error::bad_value("GPU_AFFINITY_CORES", value, CORES_NAMES)),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Cores::AllLogical => "all_logical",
-            Cores::SingleLogical => "single_logical",
-        }
-    }
-}
 
 /// Plans every local rank 0..nproc (rank r uses visible GPU r), as `gpuaff plan` shows them.
 pub fn plan_all(topo: &Topology, gpus: &[Gpu], visible: &Visible, opts: &PlanOptions) -> Plan {
@@ -303,78 +189,9 @@ fn plan_rank_in(
 
     let cpus = match opts.mode.family() {
         Family::None => return Ok(plan),
-        Family::Map => {
-            let map = opts.map.as_deref().unwrap_or(&[]);
-            let Some(set) = map.get(rank) else {
-                return Err(Error::invalid(format!(
-                    "GPU_AFFINITY_MAP has {} CPU list(s), none for local rank {rank}",
-                    map.len()
-                )));
-            };
-            if set.is_empty() {
-                return Err(Error::invalid(format!(
-                    "GPU_AFFINITY_MAP gives local rank {rank} an empty CPU list"
-                )));
-            }
-            let outside = set.difference(&topo.allowed);
-            if !outside.is_empty() {
-                return Err(Error::invalid(format!(
-                    "GPU_AFFINITY_MAP gives local rank {rank} CPUs {outside} that this process may not use (allowed: {})",
-                    topo.allowed
-                )));
-            }
-            set.clone()
-        }
-        Family::Nvidia => {
-            let limit = nproc.min(pool.len());
-            let mut members: Vec<usize> = (0..limit).collect();
-            if pos >= limit {
-                members.push(pos);
-            }
-            let machine: Vec<usize> = members.iter().map(|&p| pool[p]).collect();
-            let mut me_at = 0;
-            for (i, (&p, &gi)) in members.iter().zip(&machine).enumerate() {
-                let home = &ctx.nvidia(gi)?.home;
-                if p == pos {
-                    me_at = i;
-                    plan.notes.extend(home.notes.iter().cloned());
-                    plan.fallback = home.fallback;
-                }
-            }
-            let parts = ctx.participants(machine)?;
-            let chosen = nvidia::choose(opts.mode, opts.balanced, &parts, me_at, &mut plan.notes);
-            chosen.iter().collect()
-        }
-        Family::Torch => {
-            plan.notes.extend(resolved.notes.iter().cloned());
-            let home = ctx.torch_home(me, resolved, opts.mode == Mode::Package)?;
-            plan.notes.extend(home.notes);
-            plan.fallback = home.fallback;
-            // The GPUs "on a node": every GPU of the pool with the same node(s), whatever nproc is.
-            let mut k = 0;
-            let mut on_node = 0;
-            for (p, &gi) in pool.iter().enumerate() {
-                if ctx.resolved(gi).nodes == resolved.nodes {
-                    if p < pos {
-                        k += 1;
-                    }
-                    on_node += 1;
-                }
-            }
-            let node_name = node_label(&resolved.nodes);
-            match opts.mode {
-                Mode::Exclusive => {
-                    let cores = ctx.cores_shared(&home.cpus);
-                    let run = torch::exclusive(&cores, k, on_node, &node_name, &mut plan.notes);
-                    run.iter().collect()
-                }
-                Mode::CoreComplex => {
-                    let groups = ctx.complexes_of(&home.cpus);
-                    torch::core_complex(&groups, &home.cpus, k, &node_name, &mut plan.notes)
-                }
-                _ => home.cpus,
-            }
-        }
+        Family::Map => plan_map(topo, opts, rank)?,
+        Family::Nvidia => plan_nvidia(ctx, opts, nproc, &pool, pos, &mut plan)?,
+        Family::Torch => plan_torch(ctx, opts, me, gpu_index, &pool, pos, &mut plan)?,
     };
     let cpus = match opts.cores {
         Cores::AllLogical => cpus,
@@ -397,34 +214,99 @@ fn plan_rank_in(
     Ok(plan)
 }
 
-/// `plan_rank` for the shim's `Request`: its rank (or, without one, its GPU override), GPU and options.
-pub fn plan_request(
-    req: &crate::Request,
-    machine: &crate::Machine,
-    visible: &Visible,
-) -> crate::Result<RankPlan> {
-    let rank = match (req.rank, req.gpu) {
-        (Some(r), _) => r,
-        (None, Some(g)) => g,
-        (None, None) => {
-            return Err(Error::invalid(
-                "no local rank: set LOCAL_RANK (or a launcher's local-rank variable) or GPU_AFFINITY_GPU",
-            ))
-        }
+/// `map`: the rank's list of `GPU_AFFINITY_MAP`, which must lie within the allowed set.
+fn plan_map(topo: &Topology, opts: &PlanOptions, rank: usize) -> Result<CpuSet, Error> {
+    let map = opts.map.as_deref().unwrap_or(&[]);
+    let Some(set) = map.get(rank) else {
+        return Err(Error::invalid(format!(
+            "GPU_AFFINITY_MAP has {} CPU list(s), none for local rank {rank}",
+            map.len()
+        )));
     };
-    plan_rank(
-        &machine.topology,
-        &machine.gpus,
-        visible,
-        &req.plan,
-        rank,
-        req.gpu,
-    )
+    if set.is_empty() {
+        return Err(Error::invalid(format!(
+            "GPU_AFFINITY_MAP gives local rank {rank} an empty CPU list"
+        )));
+    }
+    let outside = set.difference(&topo.allowed);
+    if !outside.is_empty() {
+        return Err(Error::invalid(format!(
+            "GPU_AFFINITY_MAP gives local rank {rank} CPUs {outside} that this process may not use (allowed: {})",
+            topo.allowed
+        )));
+    }
+    Ok(set.clone())
 }
 
-/// `plan_all` for the CLI.
-pub fn plan_request_all(req: &crate::Request, machine: &crate::Machine, visible: &Visible) -> Plan {
-    plan_all(&machine.topology, &machine.gpus, visible, &req.plan)
+/// NVIDIA family: the first `nproc` GPUs of the pool take part (and this rank's GPU, when it is
+/// beyond them); `nvidia::choose` splits each home's cores between the GPUs that share it.
+fn plan_nvidia(
+    ctx: &Ctx,
+    opts: &PlanOptions,
+    nproc: usize,
+    pool: &[usize],
+    pos: usize,
+    plan: &mut RankPlan,
+) -> Result<CpuSet, Error> {
+    let limit = nproc.min(pool.len());
+    let mut members: Vec<usize> = (0..limit).collect();
+    if pos >= limit {
+        members.push(pos);
+    }
+    let machine: Vec<usize> = members.iter().map(|&p| pool[p]).collect();
+    let mut me_at = 0;
+    for (i, (&p, &gi)) in members.iter().zip(&machine).enumerate() {
+        let home = &ctx.nvidia(gi)?.home;
+        if p == pos {
+            me_at = i;
+            plan.notes.extend(home.notes.iter().cloned());
+            plan.fallback = home.fallback;
+        }
+    }
+    let parts = ctx.participants(machine)?;
+    let chosen = nvidia::choose(opts.mode, opts.balanced, &parts, me_at, &mut plan.notes);
+    Ok(chosen.iter().collect())
+}
+
+/// PyTorch family: the GPU's node (or package) CPUs; `exclusive` and `core-complex` split them
+/// between the pool's GPUs on the same node(s), whatever `nproc` is.
+fn plan_torch(
+    ctx: &Ctx,
+    opts: &PlanOptions,
+    me: &Gpu,
+    gpu_index: usize,
+    pool: &[usize],
+    pos: usize,
+    plan: &mut RankPlan,
+) -> Result<CpuSet, Error> {
+    let resolved = ctx.resolved(gpu_index);
+    plan.notes.extend(resolved.notes.iter().cloned());
+    let home = ctx.torch_home(me, resolved, opts.mode == Mode::Package)?;
+    plan.notes.extend(home.notes);
+    plan.fallback = home.fallback;
+    let mut k = 0;
+    let mut on_node = 0;
+    for (p, &gi) in pool.iter().enumerate() {
+        if ctx.resolved(gi).nodes == resolved.nodes {
+            if p < pos {
+                k += 1;
+            }
+            on_node += 1;
+        }
+    }
+    let node_name = node_label(&resolved.nodes);
+    Ok(match opts.mode {
+        Mode::Exclusive => {
+            let cores = ctx.cores_shared(&home.cpus);
+            let run = torch::exclusive(&cores, k, on_node, &node_name, &mut plan.notes);
+            run.iter().collect()
+        }
+        Mode::CoreComplex => {
+            let groups = ctx.complexes_of(&home.cpus);
+            torch::core_complex(&groups, &home.cpus, k, &node_name, &mut plan.notes)
+        }
+        _ => home.cpus,
+    })
 }
 
 /// "1 core", "3 cores".

@@ -1,4 +1,4 @@
-//! The worked examples and deliberate differences of shared/MODES.md, on hand-built topologies.
+//! The worked examples and deliberate differences of docs/MODES.md, on hand-built topologies.
 
 use super::*;
 use crate::topology::{Core, Node, Package};
@@ -79,6 +79,7 @@ fn all(gpus: &[Gpu]) -> Visible {
     Visible {
         gpus: (0..gpus.len()).collect(),
         warnings: vec![],
+        none_by: None,
     }
 }
 
@@ -111,7 +112,7 @@ const ONE: Cores = Cores::SingleLogical;
 
 // ---- Worked example 1: 2 sockets × 4 cores × SMT2, GPUs on nodes 0,0,1,1 ----
 
-fn ex1() -> (Topology, Vec<Gpu>) {
+pub(crate) fn ex1() -> (Topology, Vec<Gpu>) {
     machine(2, 1, 4, 2, 4, &[0, 0, 1, 1])
 }
 
@@ -201,6 +202,7 @@ fn ex1_cuda_visible_devices_2_3_is_honoured() {
     let vis = Visible {
         gpus: vec![2, 3],
         warnings: vec![],
+        none_by: None,
     };
     let node = lists(&topo, &gpus, &vis, &opts("node", ALL, true));
     assert_eq!(node, ["4-7,12-15", "4-7,12-15"]);
@@ -656,6 +658,7 @@ fn one_visible_gpu_of_many_processes_plans_with_every_gpu() {
     let vis = Visible {
         gpus: vec![3],
         warnings: vec![],
+        none_by: None,
     };
     let mut o = opts("socket_unique_contiguous", ALL, true);
     o.nproc = Some(4);
@@ -796,38 +799,6 @@ fn plans_are_deterministic() {
             plan_all(&topo, &gpus, &all(&gpus), &o)
         );
     }
-}
-
-#[test]
-fn plan_request_uses_rank_gpu_and_options() {
-    let (topology, gpus) = ex1();
-    let machine = crate::Machine {
-        topology,
-        gpus,
-        warnings: vec![],
-        files_read: 0,
-    };
-    let vis = all(&machine.gpus);
-    let mut req = crate::Request::default();
-    let e = plan_request(&req, &machine, &vis).unwrap_err();
-    assert!(e.message().contains("LOCAL_RANK"), "{e}");
-    req.rank = Some(1);
-    assert_eq!(
-        plan_request(&req, &machine, &vis).unwrap().cpus,
-        l("2-3,10-11")
-    );
-    req.gpu = Some(2);
-    let r = plan_request(&req, &machine, &vis).unwrap();
-    assert_eq!(
-        (r.rank, r.gpu, r.cpus.to_list()),
-        (1, 2, "4-5,12-13".to_string())
-    );
-    req.rank = None;
-    assert_eq!(plan_request(&req, &machine, &vis).unwrap().rank, 2);
-    req.plan.mode = Mode::Node;
-    let plan = plan_request_all(&req, &machine, &vis);
-    assert_eq!(plan.ranks.len(), 4);
-    assert_eq!(plan.options.mode, Mode::Node);
 }
 
 /// Fixture machines loaded from sysfs trees written once under the scratch root.
