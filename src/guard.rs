@@ -10,7 +10,8 @@
 //!   thread on the whole binding); it is reported only with `GPU_AFFINITY_VERBOSE`.
 //!
 //! A request inside the binding (a runtime pinning its workers to cores of the rank) always goes through
-//! unchanged. gpuaff's own binding calls (the constructor, `gpu_affinity_set*`) use the raw system call,
+//! unchanged, and so does one made by the program's own code (its main executable: `taskset -c`,
+//! `numactl`, the user's C program): the guard judges shared libraries. gpuaff's own binding calls (the constructor, `gpu_affinity_set*`) use the raw system call,
 //! so they never pass through here: a call through the C ABI moves the binding.
 //!
 //! The interposers are lock-free and allocation-free until they report (once per kind): a fixed stack
@@ -144,6 +145,36 @@ fn report(caller: Caller, b: &Binding, asked: &Mask, clamped: Option<&Mask>) {
     ));
 }
 
+/// The load address of the object holding `addr`, or null.
+fn object_of(addr: *const c_void) -> *mut c_void {
+    // SAFETY: Dl_info is plain data; dladdr only reads the loader's tables.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: any address may be asked about; 0 means "in no object".
+    if unsafe { libc::dladdr(addr, &mut info) } == 0 {
+        return std::ptr::null_mut();
+    }
+    info.dli_fbase
+}
+
+/// True when the request comes from the program itself (its main executable: `taskset`, `numactl`,
+/// the user's own code) rather than from a shared library: the program's own calls are the user's,
+/// as calls through the C ABI are, and go through unchanged. Only asked for requests outside the
+/// binding (it unwinds a few frames of our own to find the first caller outside this library).
+fn from_main_program() -> bool {
+    let mut frames = [std::ptr::null_mut::<c_void>(); 24];
+    // SAFETY: backtrace writes at most frames.len() return addresses.
+    let n = unsafe { libc::backtrace(frames.as_mut_ptr(), frames.len() as c_int) };
+    let own = object_of(from_main_program as *const c_void);
+    // SAFETY: getauxval only reads the auxiliary vector; AT_PHDR lies inside the main executable.
+    let main = object_of(unsafe { libc::getauxval(libc::AT_PHDR) } as *const c_void);
+    let caller = frames
+        .iter()
+        .take(usize::try_from(n).unwrap_or(0))
+        .map(|&f| object_of(f))
+        .find(|&o| o != own);
+    !main.is_null() && caller == Some(main)
+}
+
 /// The binding's words when a guard applies; None when there is nothing to guard.
 fn guarded() -> Option<(&'static Binding, &'static [u64])> {
     let b = bind::active()?;
@@ -177,6 +208,9 @@ pub unsafe fn judge(caller: Caller, size: usize, mask: *const libc::cpu_set_t) -
     };
     if !beyond && (asked.is_empty() || asked.inside(want)) {
         // Inside the binding (or empty, which the kernel refuses on its own).
+        return None;
+    }
+    if from_main_program() {
         return None;
     }
     decide(caller, b, want, asked)
@@ -228,7 +262,7 @@ pub unsafe fn attr_needs_clamp(attr: *const libc::pthread_attr_t) -> bool {
     let Some(asked) = (unsafe { attr_mask(attr) }) else {
         return false;
     };
-    if asked.is_empty() || asked.inside(want) {
+    if asked.is_empty() || asked.inside(want) || from_main_program() {
         return false;
     }
     decide(Caller::CreateAttr, b, want, asked).is_some()

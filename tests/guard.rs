@@ -11,6 +11,7 @@ fn repin(rank: &str, cpus: &str, extra: &[(&str, &str)], args: &[&str]) -> Run {
     require_cpus_0_and_1();
     let fx = fixture("two-gpu-local");
     preloaded(c_program("repin", false), &fx, rank)
+        .env("REPIN_LIB", c_library("repinlib"))
         .arg(cpus)
         .args(args)
         .envs(extra)
@@ -78,6 +79,30 @@ fn a_library_repinning_outside_the_binding_under_each_guard_mode() {
         .iter()
         .all(|l| l.starts_with("gpuaff: GPU_AFFINITY_GUARD=clamp: ")
             && l.contains("asked for CPUs 0-1, outside the binding (CPUs 1); clamped to CPUs 1")));
+}
+
+#[test]
+fn the_programs_own_calls_are_the_users() {
+    // The same calls made by the program's own code (as taskset -c or the user's C program make
+    // them) go through under every mode: the guard judges shared libraries.
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    for guard in ["warn", "clamp"] {
+        let run = preloaded(c_program("repin", false), &fx, "1")
+            .arg("0")
+            .env("GPU_AFFINITY_GUARD", guard)
+            .run();
+        assert!(run.stdout.contains("caller program"), "{}", run.describe());
+        let (main, pinned, attr) = where_they_ended(&run);
+        assert_eq!((main.as_str(), pinned.as_str()), ("0", "0"), "{guard}");
+        assert_eq!(attr, ["0", "0"], "{guard}");
+        assert_eq!(run.stderr, "", "{guard}");
+    }
+    // taskset under the preload: its exec'd command runs where taskset was told.
+    let run = preloaded("taskset", &fx, "1")
+        .args(["-c", "0", "grep", "Cpus_allowed_list", "/proc/self/status"])
+        .run();
+    assert!(run.stdout.trim_end().ends_with("\t0"), "{}", run.describe());
 }
 
 #[test]

@@ -1,8 +1,9 @@
-/* A library re-pinning threads, as OpenMP runtimes and NCCL do: pthread_setaffinity_np on another
-   thread, sched_setaffinity on the calling thread (each twice), and a thread created with an affinity
-   attribute, all to the CPUs of argv[1] (a cpulist). With argv[2] = GPU, first binds through the C ABI
-   (gpu_affinity_set, found with dlsym: the library is preloaded), which moves the binding. */
+/* Re-pinning threads, as OpenMP runtimes and NCCL do (repin.h), to the CPUs of argv[1] (a cpulist):
+   from a library (the environment's REPIN_LIB, dlopened: librepinlib.so), or, without it, from the
+   program's own code. With argv[2] = GPU, first binds through the C ABI (gpu_affinity_set, found with
+   dlsym: the library is preloaded), which moves the binding. */
 #include "common.h"
+#include "repin.h"
 #include <dlfcn.h>
 
 static volatile int go;
@@ -47,19 +48,15 @@ int main(int argc, char **argv) {
     pthread_t t;
     pthread_create(&t, NULL, idle, NULL);
     while (!idle_tid) usleep(1000);
-    int rc1 = 0, rc2 = 0;
-    for (int i = 0; i < 2; i++) {
-        rc1 |= pthread_setaffinity_np(t, sizeof s, &s);
-        rc2 |= sched_setaffinity(0, sizeof s, &s);
+    int (*calls)(pthread_t, cpu_set_t *, void *(*)(void *)) = repin_calls;
+    const char *lib = getenv("REPIN_LIB");
+    if (lib) {
+        void *h = dlopen(lib, RTLD_NOW);
+        calls = h ? (int (*)(pthread_t, cpu_set_t *, void *(*)(void *)))dlsym(h, "lib_repin") : NULL;
+        if (!calls) { printf("cannot load %s\n", lib); return 4; }
     }
-    printf("calls rc=%d,%d\n", rc1, rc2);
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setaffinity_np(&a, sizeof s, &s);
-    for (int i = 0; i < 2; i++) {
-        pthread_t u;
-        if (pthread_create(&u, &a, attr_thread, NULL) == 0) pthread_join(u, NULL);
-    }
+    printf("caller %s\n", lib ? "library" : "program");
+    calls(t, &s, attr_thread);
     char c[512];
     cpus_of(tid_self(), c, sizeof c);
     printf("thread main cpus=%s\n", c);
