@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the guard costs per call: pthread_create+join (plain, and with an affinity attribute outside
 # the binding) and sched_setaffinity (to the caller's own mask, inside the binding; to every CPU,
-# outside it), without gpuaff, preloaded without a rank, and bound (rank 0 of two-gpu-local: CPU 0)
+# outside it), called from a shared library (whose calls the guard judges), and the last once more from
+# the program itself (which the guard lets through once it has found the caller), without gpuaff, preloaded without a rank, and bound (rank 0 of two-gpu-local: CPU 0)
 # under GPU_AFFINITY_GUARD=off, warn and clamp. Each process reports the fastest of 20 batches per
 # call (preemption on a shared machine only adds time); the table has the median over REPS processes
 # and the ratio against guard off.
@@ -16,7 +17,8 @@ n=${1:-2000}
 reps=${2:-7}
 . scripts/bench-lib.sh
 bench_setup guard "gcc python3" cc python3
-cc -O2 -pthread -o "$work/bench_guard" scripts/bench_guard.c
+cc -O2 -pthread -shared -fPIC -DBENCH_LIB -o "$work/libbenchguard.so" scripts/bench_guard.c
+cc -O2 -pthread -o "$work/bench_guard" scripts/bench_guard.c -L"$work" -lbenchguard -Wl,-rpath,"$work"
 "$fixture" write two-gpu-local "$work/fx" >/dev/null
 
 run() { # NAME ENV...
@@ -36,11 +38,12 @@ run() { # NAME ENV...
 import statistics, sys
 rows = {}
 for line in sys.stdin:
-    *name, a, b, c, d = line.split()
-    rows.setdefault(" ".join(name), []).append([float(x) for x in (a, b, c, d)])
+    *name, a, b, c, d, e = line.split()
+    rows.setdefault(" ".join(name), []).append([float(x) for x in (a, b, c, d, e)])
 med = {k: [statistics.median(col) for col in zip(*v)] for k, v in rows.items()}
 base = med["bound, guard off"]
-cols = ["pthread_create+join", "create with attribute outside", "sched_setaffinity inside", "sched_setaffinity outside"]
+cols = ["pthread_create+join", "create with attribute outside", "sched_setaffinity inside",
+        "sched_setaffinity outside", "sched_setaffinity outside, from the program"]
 print("| process | " + " | ".join(c + " (ns)" for c in cols) + " |")
 print("|---|" + "---|" * len(cols))
 for k, v in med.items():
