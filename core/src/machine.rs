@@ -238,6 +238,11 @@ mod tests {
         t
     }
 
+    /// `Machine::load_fs` of everything, from the snapshot's online CPUs.
+    fn full(fs: &Fs, req: &Request, nvml: MgmtQuery) -> crate::Result<Machine> {
+        Machine::load_fs(fs, req, AllowedFrom::Snapshot, &Need::everything(), nvml)
+    }
+
     fn nvml_gpu() -> Gpu {
         Gpu {
             pci_bus_id: "0000:07:00.0".into(),
@@ -259,14 +264,7 @@ mod tests {
             devices: crate::gpu::DeviceEnv::default().with("CUDA_VISIBLE_DEVICES", "0"),
             ..Request::default()
         };
-        let m = Machine::load_fs(
-            &t.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &nvml,
-        )
-        .unwrap();
+        let m = full(&t.fs(), &req, &nvml).unwrap();
         assert_eq!(calls.get(), 0);
         assert_eq!(m.gpus.len(), 1);
         assert!(m.warnings.is_empty());
@@ -274,14 +272,7 @@ mod tests {
 
         // A UUID that sysfs cannot resolve (no procfs identity): NVML is asked; it fails: warn.
         req.devices.set("CUDA_VISIBLE_DEVICES", "GPU-1234");
-        let m = Machine::load_fs(
-            &t.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &nvml,
-        )
-        .unwrap();
+        let m = full(&t.fs(), &req, &nvml).unwrap();
         assert_eq!(calls.get(), 1);
         assert_eq!(m.gpus.len(), 1);
         assert!(
@@ -293,14 +284,7 @@ mod tests {
         // No GPU in sysfs is not a reason to load NVML.
         let bare = TestFs::new("nogpu");
         bare.file("sys/devices/system/cpu/online", "0-3\n");
-        let m = Machine::load_fs(
-            &bare.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &nvml,
-        )
-        .unwrap();
+        let m = full(&bare.fs(), &req, &nvml).unwrap();
         assert_eq!(calls.get(), 1);
         assert!(m.gpus.is_empty());
     }
@@ -315,35 +299,14 @@ mod tests {
             devices: crate::gpu::DeviceEnv::default().with("CUDA_VISIBLE_DEVICES", "GPU-1234"),
             ..Request::default()
         };
-        let m = Machine::load_fs(
-            &t.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &nvml,
-        )
-        .unwrap();
+        let m = full(&t.fs(), &req, &nvml).unwrap();
         assert_eq!(m.gpus[0].uuid.as_deref(), Some("GPU-1234"));
         req.source = Source::Sysfs;
-        let m = Machine::load_fs(
-            &t.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &nvml,
-        )
-        .unwrap();
+        let m = full(&t.fs(), &req, &nvml).unwrap();
         assert_eq!(m.gpus[0].uuid, None);
         let failing = |_: Option<&Path>| Err(crate::Error::nvml("no driver"));
         req.source = Source::Nvml;
-        let e = Machine::load_fs(
-            &t.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &failing,
-        )
-        .unwrap_err();
+        let e = full(&t.fs(), &req, &failing).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Nvml);
     }
 

@@ -29,7 +29,7 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
-/// Plans `req` for this process: loads what `req.plan` needs, resolves `CUDA_VISIBLE_DEVICES`,
+/// Plans `req` for this process: loads what `req.plan` needs, resolves the visible GPUs,
 /// plans the rank; when the plan falls back (`RankPlan::fallback`) or is unplannable, loads the
 /// whole machine and plans again. The result is the plan `Machine::load` would give.
 pub fn plan_for_process(req: &Request, allowed: AllowedFrom) -> Result<Outcome> {
