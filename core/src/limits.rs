@@ -12,8 +12,7 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// The most entries accepted in such a list: more local ranks (map) or GPUs (visible devices) than any
 /// node has.
 pub const MAX_ENTRIES: usize = 4096;
-/// How much of a value a message quotes.
-pub const SHOWN_BYTES: usize = 64;
+pub use crate::error::SHOWN_BYTES;
 
 /// Refuses a list value beyond the limits, before it is parsed.
 pub fn check_list(name: &str, value: &str, sep: char) -> Result<()> {
@@ -34,21 +33,7 @@ pub fn check_list(name: &str, value: &str, sep: char) -> Result<()> {
     Ok(())
 }
 
-/// `value` quoted for a message: whole when short, else its start and its length.
-pub fn shown(value: &str) -> String {
-    if value.len() <= SHOWN_BYTES {
-        return format!("{value:?}");
-    }
-    let mut end = SHOWN_BYTES;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{:?}… ({} bytes)",
-        value.get(..end).unwrap_or_default(),
-        value.len()
-    )
-}
+pub use crate::error::shown;
 
 #[cfg(test)]
 mod tests {
