@@ -211,7 +211,8 @@ def creator():
 c = threading.Thread(target=creator); c.start(); c.join()
 print(json.dumps({"start": start, "got": sorted(got), "late": result["late"]}))
 """
-    r = run_python(code, LD_PRELOAD=str(other), LOCAL_RANK="1",
+    # The guard off: the creator (Python, a shared library to the guard) must be able to widen itself.
+    r = run_python(code, LD_PRELOAD=str(other), LOCAL_RANK="1", GPU_AFFINITY_GUARD="off",
                    GPU_AFFINITY_FSROOT=machine("two-gpu-local"), GPU_AFFINITY_VERBOSE="1")
     out = last_json(r)
     assert out == {"start": [1], "got": [0], "late": [0]}, (out, r.stderr)

@@ -49,7 +49,7 @@ skips=(
     # qemu-user adds its own thread to /proc/self/task, so exact thread counts differ.
     threads_from_an_earlier_constructor_are_bound children_get_their_own_rank_binding
     # qemu 7.2 does not emulate set_mempolicy (ENOSYS, where the test expects the kernel's EINVAL).
-    a_refused_memory_policy_degrades_with_one_warning_per_step
+    a_refused_memory_policy
     # fork of a process with threads being created deadlocks inside qemu-user itself.
     fork_while_threads_are_created_does_not_deadlock
     # 1,000 short threads: qemu lists exited threads in /proc/self/task for a while.
