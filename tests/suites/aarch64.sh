@@ -5,7 +5,7 @@
 # program (the test binaries, the C test programs compiled by zig cc, the gpuaff command) to
 # qemu-aarch64-static, with Debian's aarch64 C library (libc6-arm64-cross, libgcc-s1-arm64-cross) as
 # its root. Tests that qemu-user cannot host are skipped by name, each for the reason given in `skips`
-# below; the rest (preload, C ABI, loading rules, Grace, command, bad inputs) run unchanged.
+# below; the rest (preload, C ABI, loading rules, Grace, command, bad inputs, guard) run unchanged.
 # Then reports objdump -T's highest GLIBC_ version of the aarch64 release library and command, when
 # built. Last line: "N passed, N failed, N skipped". Exit 77 with the reason when qemu-user, the
 # binfmt entry, the aarch64 C library or the build tools are missing.
@@ -46,6 +46,8 @@ skips=(
     # The host's x86_64 python3 or sh cannot load the aarch64 library.
     python run_preloads_the_library_and_binds_the_command no_gpu_is_enodev_with_a_clear_message
     amd_gpus_bind_in_rocm_order
+    # The OpenMP tests build with the host's OpenMP runtimes (libgomp, libomp) or run the host's sh.
+    openmp_threads_end_inside_the_binding omp_sets_unset_thread_counts
     # qemu-user adds its own thread to /proc/self/task, so exact thread counts differ.
     threads_from_an_earlier_constructor_are_bound children_get_their_own_rank_binding
     # qemu 7.2 does not emulate set_mempolicy (ENOSYS, where the test expects the kernel's EINVAL).
@@ -59,7 +61,7 @@ skip_args=()
 for s in "${skips[@]}"; do skip_args+=(--skip "$s"); done
 
 # The cdylib first (cargo test does not build it), then the tests.
-tests=(preload explicit loading grace cli bad_inputs)
+tests=(preload explicit loading grace cli bad_inputs guard)
 test_args=()
 for t in "${tests[@]}"; do test_args+=(--test "$t"); done
 start=$(date +%s)
