@@ -4,6 +4,7 @@
 //!
 //! Data flows one way: `Request` (config) → `Machine` (topology + GPUs) → `Plan` → apply or report.
 
+pub mod check;
 pub mod config;
 pub mod cpuset;
 pub mod error;
@@ -11,7 +12,9 @@ pub mod gpu;
 pub mod machine;
 pub mod nvml;
 pub mod plan;
+pub mod procfs;
 pub mod render;
+pub mod render_check;
 pub mod session;
 pub mod sysfs;
 pub mod topology;
