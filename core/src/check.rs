@@ -864,3 +864,82 @@ pub fn bytes_text(b: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysfs::TestFs;
+
+    fn proc_(t: &TestFs, pid: u32, ppid: u32, cpus: &str, env: &str) {
+        t.file(
+            &format!("{pid}/status"),
+            &format!(
+                "Name:\tp{pid}\nPPid:\t{ppid}\nUid:\t0\t0\t0\t0\nCpus_allowed_list:\t{cpus}\n"
+            ),
+        )
+        .file(&format!("{pid}/environ"), env);
+    }
+
+    fn basis_of(t: &TestFs, pid: u32) -> (Basis, Option<String>) {
+        let pfs = ProcFs::new(&t.root);
+        let mut ck = Checker {
+            pfs: &pfs,
+            statuses: HashMap::new(),
+            envs: HashMap::new(),
+            sys_files: 0,
+        };
+        let env = pfs.environ(pid).unwrap().unwrap();
+        let look = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let rank = crate::config::local_rank(&look).unwrap();
+        let (b, set) = ck.basis(pid, &env, rank);
+        (b, set.map(|s| s.to_list()))
+    }
+
+    #[test]
+    fn the_starting_mask_comes_from_the_record_or_the_launcher() {
+        let t = TestFs::new("check-basis");
+        // A launcher on 0-15; worker 0 forked from it; a data-loader worker forked from worker 0
+        // (same rank, no record in its initial environment).
+        proc_(&t, 1, 0, "0-15", "PATH=/bin\0");
+        proc_(&t, 10, 1, "0-3", "LOCAL_RANK=0\0");
+        proc_(&t, 11, 10, "0-3", "LOCAL_RANK=0\0");
+        // srun -> bound agent (SLURM_LOCALID=0) -> worker 1 carrying the agent's record.
+        proc_(&t, 20, 1, "0-3", "SLURM_LOCALID=0\0");
+        proc_(
+            &t,
+            21,
+            20,
+            "4-7",
+            "SLURM_LOCALID=0\0LOCAL_RANK=1\0GPU_AFFINITY_INHERITED=0-15/0-3\0",
+        );
+        // A process whose parent cannot be read.
+        proc_(&t, 30, 999, "0-1", "LOCAL_RANK=2\0");
+        assert_eq!(
+            basis_of(&t, 10),
+            (Basis::Parent(1, "p1".into()), Some("0-15".into()))
+        );
+        assert_eq!(
+            basis_of(&t, 11),
+            (Basis::Parent(1, "p1".into()), Some("0-15".into()))
+        );
+        assert_eq!(
+            basis_of(&t, 20),
+            (Basis::Parent(1, "p1".into()), Some("0-15".into()))
+        );
+        assert_eq!(
+            basis_of(&t, 21),
+            (Basis::Inherited(21), Some("0-15".into()))
+        );
+        assert_eq!(basis_of(&t, 30), (Basis::Online, None));
+        assert_eq!(parse_inherited("0-15/0-3").unwrap().1.to_list(), "0-3");
+        assert!(parse_inherited("junk").is_none());
+    }
+
+    #[test]
+    fn bytes_read_as_people_write_them() {
+        assert_eq!(bytes_text(512), "512 B");
+        assert_eq!(bytes_text(3 << 20), "3.0 MiB");
+        assert_eq!(bytes_text(3_072_000_000), "2.9 GiB");
+        assert_eq!(bytes_text(200 << 30), "200 GiB");
+    }
+}
