@@ -220,6 +220,7 @@ fn an_unbound_process_is_one_line() {
 /// user's rank 3, and automatic NUMA balancing on.
 fn synthetic_proc(fx: &TempTree) -> std::path::PathBuf {
     let dir = fx.path().join("fakeproc");
+    // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     let other = if uid == 4242 { 4243 } else { 4242 };
     let w = |rel: &str, text: &str| {
@@ -377,7 +378,9 @@ fn gone_and_bad_arguments() {
 
 /// Runs `gpuaff check ARGS` as user nobody, when this test runs as root and setpriv is there.
 fn as_nobody(args: &[&str]) -> Option<Run> {
-    if unsafe { libc::geteuid() } != 0 || !Path::new("/usr/bin/setpriv").exists() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 || !Path::new("/usr/bin/setpriv").exists() {
         eprintln!("skipped: needs root and setpriv to run the check as another user");
         return None;
     }

@@ -46,6 +46,9 @@ pub struct Selection {
     pub exclude: Vec<u32>,
     /// Load each machine whole for the map (text output).
     pub machines: bool,
+    /// Also ask NVML for its compute processes (`Some(library path or None for the default)`); only
+    /// meaningful on the live `/proc`.
+    pub nvml: Option<Option<PathBuf>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -347,6 +350,12 @@ pub fn check(pfs: &ProcFs, sel: &Selection) -> Report {
         ..Report::default()
     };
     let mut picked: Vec<(u32, &'static str)> = sel.pids.iter().map(|&p| (p, "named")).collect();
+    let nvml_pids: Vec<u32> = match (&sel.nvml, sel.discover) {
+        (Some(lib), true) => crate::nvml_procs::compute_pids(lib.as_deref())
+            .map(|v| v.into_iter().map(|(pid, _)| pid).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     if sel.discover {
         for pid in pfs.pids() {
             if sel.exclude.contains(&pid) || picked.iter().any(|(p, _)| *p == pid) {
@@ -370,6 +379,8 @@ pub fn check(pfs: &ProcFs, sel: &Selection) -> Report {
             ck.envs.insert(pid, Some(env));
             if has_rank {
                 picked.push((pid, "environment"));
+            } else if nvml_pids.contains(&pid) {
+                picked.push((pid, "NVML"));
             } else if pfs.holds_nvidia(pid).ok().flatten() == Some(true) {
                 picked.push((pid, "GPU device"));
             }
@@ -385,8 +396,13 @@ pub fn check(pfs: &ProcFs, sel: &Selection) -> Report {
     }
     for p in &report.processes {
         if p.checked && p.rank.is_none() && p.found_by != "named" {
+            let how = if p.found_by == "NVML" {
+                "is a compute process on a GPU (NVML)"
+            } else {
+                "holds an NVIDIA device"
+            };
             report.notes.push(format!(
-                "pid {} ({}) holds an NVIDIA device but has no local rank variable: not judged",
+                "pid {} ({}) {how} but has no local rank variable: not judged",
                 p.pid,
                 p.command()
             ));

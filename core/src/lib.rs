@@ -11,6 +11,7 @@ pub mod error;
 pub mod gpu;
 pub mod machine;
 pub mod nvml;
+pub mod nvml_procs;
 pub mod plan;
 pub mod procfs;
 pub mod render;

@@ -48,9 +48,24 @@ pub fn cmd_check(args: &[String]) -> Result<ExitCode, Fail> {
     sel.everyone = all;
     // SAFETY: getuid cannot fail and has no preconditions.
     sel.uid = unsafe { libc::getuid() };
-    sel.exclude = vec![std::process::id()];
     sel.machines = !json;
     let pfs = ProcFs::new(root);
+    sel.exclude = vec![std::process::id()];
+    if pfs.is_live() {
+        // The shell or launcher running the check is not what is being checked.
+        let mut pid = std::process::id();
+        while let Some(ppid) = pfs
+            .status(&pid.to_string())
+            .ok()
+            .flatten()
+            .and_then(|s| s.ppid)
+            .filter(|&p| p > 1 && !sel.exclude.contains(&p))
+        {
+            sel.exclude.push(ppid);
+            pid = ppid;
+        }
+        sel.nvml = Some(std::env::var_os("GPU_AFFINITY_NVML_LIB").map(PathBuf::from));
+    }
     let report = check::check(&pfs, &sel);
     if json {
         print!("{}", render_check::check_json(&report));
