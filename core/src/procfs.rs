@@ -2,10 +2,11 @@
 //! directory standing in for it (`gpuaff check --proc DIR`). Reads and parses; changes nothing.
 //! Every file read is counted; a process that vanishes mid-read reads as absent, not as an error.
 //!
-//! Per process: `status` (name, parent, owner, allowed CPUs), `environ`, `cmdline`, `stat`,
-//! `numa_maps` (bounded), `fd/` (links to `/dev/nvidia*`), `cwd`. Per thread: `task/TID/status`
-//! (name and allowed CPUs: the name there is `comm`'s) and `task/TID/stat` (field 39, the CPU it last
-//! ran on). Machine-wide: `sys/kernel/numa_balancing`.
+//! Per process: `status` (name, parent, owner, allowed CPUs), `environ`, `cmdline`, `numa_maps`
+//! (bounded), `fd/` (links to `/dev/nvidia*`), `cwd`. Per thread: `task/TID/stat` (the name, `comm`,
+//! and field 39, the CPU it last ran on) and the allowed CPUs: on the live `/proc` from
+//! `sched_getaffinity` (the kernel formats no file for it), elsewhere from `task/TID/status`.
+//! Machine-wide: `sys/kernel/numa_balancing`.
 
 use crate::cpuset::CpuSet;
 use std::cell::Cell;
@@ -85,7 +86,9 @@ impl ProcFs {
             Err(e) if gone(&e) => return Ok(None),
             Err(e) => return Err(self.unreadable(rel, &e)),
         };
-        let mut buf = Vec::new();
+        // Room for a whole status or stat file up front: the file arrives in one read, and the
+        // next one says EOF (an empty vector would make read_to_end probe in small reads).
+        let mut buf = Vec::with_capacity(cap.min(16 << 10));
         match f.take(cap as u64 + 1).read_to_end(&mut buf) {
             Ok(_) => {}
             Err(e) if gone(&e) => return Ok(None),
@@ -186,6 +189,23 @@ impl ProcFs {
         let mut out = Vec::with_capacity(tids.len());
         for tid in tids {
             let dir = format!("{pid}/task/{tid}");
+            if self.is_live() {
+                // On this machine the kernel answers the mask without formatting a status file:
+                // one file (stat: name and last CPU) and one system call per thread.
+                let Some(stat) = self.read_text(&format!("{dir}/stat"))? else {
+                    continue;
+                };
+                let Some(cpus) = thread_mask(tid) else {
+                    continue;
+                };
+                out.push(Thread {
+                    tid,
+                    name: stat_name(&stat).unwrap_or_default().to_string(),
+                    cpus: Some(cpus),
+                    last_cpu: stat_field(&stat, 39).and_then(|v| v.parse().ok()),
+                });
+                continue;
+            }
             // A thread that ended since the listing is simply not there.
             let Some(st) = self.status(&dir)? else {
                 continue;
@@ -282,6 +302,37 @@ pub fn parse_status(text: &str) -> Status {
         }
     }
     s
+}
+
+/// A live thread's CPU mask (`sched_getaffinity`, which needs no permission over the thread); None
+/// when the thread has ended.
+fn thread_mask(tid: u32) -> Option<CpuSet> {
+    // Start at 1024 CPUs and grow on EINVAL: the kernel refuses a buffer smaller than nr_cpu_ids.
+    let mut words = 16usize;
+    let max_words = crate::cpuset::MAX_ID / 64 + 1;
+    loop {
+        let mut buf = vec![0u64; words];
+        let bytes = words * std::mem::size_of::<u64>();
+        let tid = libc::pid_t::try_from(tid).ok()?;
+        // SAFETY: buf holds `bytes` writable bytes; the call only writes within them.
+        let rc = unsafe { libc::sched_getaffinity(tid, bytes, buf.as_mut_ptr().cast()) };
+        if rc == 0 {
+            return Some(CpuSet::from_words(&buf));
+        }
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        if errno == Some(libc::EINVAL) && words < max_words {
+            words = (words * 2).min(max_words);
+            continue;
+        }
+        return None;
+    }
+}
+
+/// The name in a `stat` line: between the first `(` and the last `)`.
+pub fn stat_name(text: &str) -> Option<&str> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    text.get(open + 1..close)
 }
 
 /// Field `n` (1-based, as proc(5) numbers them) of a `stat` line. The name (field 2) may hold spaces
@@ -424,6 +475,7 @@ mod tests {
         assert_eq!(stat_field(stat, 3), Some("S"));
         assert_eq!(stat_field(stat, 39), Some("13"));
         assert_eq!(stat_field(stat, 99), None);
+        assert_eq!(stat_name(stat), Some("a) b (c"));
         assert_eq!(stat_field("garbage", 39), None);
         let env = parse_environ(b"LOCAL_RANK=1\0NOEQ\0A=b=c\0=x\0\0");
         assert_eq!(
