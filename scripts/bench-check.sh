@@ -31,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 for r in $(seq 0 $((ranks - 1))); do
     env LD_PRELOAD="$lib" LOCAL_RANK="$r" LOCAL_WORLD_SIZE="$ranks" GPU_AFFINITY_FSROOT="$fx" \
-        "$work/hold" $((threads - 1)) <"$work/keep" >"$work/ready.$r" 2>/dev/null &
+        "$work/hold" $((threads - 1)) alarm 900 <"$work/keep" >"$work/ready.$r" 2>/dev/null &
     pids+=($!)
 done
 for r in $(seq 0 $((ranks - 1))); do
@@ -57,14 +57,24 @@ mine = [p for p in d["processes"] if p["pid"] in ours]
 assert len(mine) == int(ranks), f"found {len(mine)} of {ranks} ranks"
 nthreads = sum(len(p["threads"]) for p in mine)
 ok = all(p["ok"] for p in mine)
+pidlist = " ".join(str(p) for p in sorted(ours))
+# (name, command, rounds): the hand-made baseline forks once per thread, so it runs fewer rounds.
+few = max(3, rounds // 5)
 forms = [
-    ("check --all (text, machine maps)", [gpuaff, "check", "--all"]),
-    ("check --all --json", [gpuaff, "check", "--all", "--json"]),
-    ("check PID (one rank, text)", [gpuaff, "check", one]),
+    ("check --all (text, machine maps)", [gpuaff, "check", "--all"], rounds),
+    ("check --all --json", [gpuaff, "check", "--all", "--json"], rounds),
+    ("check PID (one rank, text)", [gpuaff, "check", one], rounds),
+    # For scale: what the check replaces, by hand (masks only: no plan, no memory, no judgement).
+    ("taskset -cp per thread (baseline)",
+     ["bash", "-c", f"for p in {pidlist}; do for t in /proc/$p/task/*; do taskset -cp ${{t##*/}}; done; done"], few),
 ]
-times = {name: [] for name, _ in forms}
-for _ in range(rounds):
-    for name, cmd in forms:
+if subprocess.run(["sh", "-c", "command -v hwloc-ps"], stdout=subprocess.DEVNULL).returncode == 0:
+    forms.append(("hwloc-ps -t (baseline: every process's threads and masks)", ["hwloc-ps", "-t"], rounds))
+times = {name: [] for name, _, _ in forms}
+for r in range(rounds):
+    for name, cmd, n in forms:
+        if r >= n:
+            continue
         t = time.perf_counter()
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times[name].append((time.perf_counter() - t) * 1000)
@@ -77,11 +87,15 @@ opened = [l for l in open(f"{work}/o.txt") if "open" in l and "resumed" not in l
 under_proc = [l for l in opened if '"/proc/' in l]
 print(f"{ranks} ranks x {threads} threads ({nthreads} threads found, all matching their plan: {ok}); "
       f"{len(d['processes'])} processes checked of {nprocs} on the machine; {rounds} rounds.\n")
-print("| form | median ms | fastest ms |")
-print("|---|---:|---:|")
-for name, _ in forms:
+# Every rank must still be there (and still match): a timing of nothing is no timing.
+after = json.loads(subprocess.run([gpuaff, "check", "--json"] + [str(p) for p in sorted(ours)],
+                                  capture_output=True, text=True).stdout)
+assert after["ok"] and len(after["processes"]) == int(ranks), "the ranks changed during the benchmark"
+print("| form | runs | median ms | fastest ms |")
+print("|---|---:|---:|---:|")
+for name, _, _ in forms:
     v = times[name]
-    print(f"| `{name}` | {statistics.median(v):.1f} | {min(v):.1f} |")
+    print(f"| `{name}` | {len(v)} | {statistics.median(v):.1f} | {min(v):.1f} |")
 print(f"\n`check --all --json`: files read by its own count {d['files_read']}; strace: {len(opened)} opens "
       f"({len(under_proc)} under /proc), {total} system calls in all.")
 EOF

@@ -1,7 +1,8 @@
-/* hold N [pin-all CPU] [repin CPU NAME]: a process that stays alive to be checked. Optionally pins
+/* hold N [pin-all CPU] [repin CPU NAME] [alarm SECONDS]: a process that stays alive to be checked. Optionally pins
    itself (main thread, before any other exists) to CPU; starts N threads; with "repin", one more
    thread named NAME pins itself to CPU (as OpenMP or NCCL runtimes pin their threads). Prints "ready"
-   once every thread is in place, then waits until stdin closes (killed after 60 s at most). */
+   once every thread is in place, then waits until stdin closes (killed after 60 s, or SECONDS, at
+   most). */
 #include "common.h"
 
 static pthread_barrier_t ready;
@@ -34,6 +35,8 @@ int main(int argc, char **argv) {
             CPU_ZERO(&s);
             CPU_SET(atoi(argv[++i]), &s);
             if (sched_setaffinity(0, sizeof s, &s) != 0) { perror("pin-all"); return 3; }
+        } else if (strcmp(argv[i], "alarm") == 0 && i + 1 < argc) {
+            alarm((unsigned)atoi(argv[++i]));
         } else if (strcmp(argv[i], "repin") == 0 && i + 2 < argc) {
             repin_cpu = atoi(argv[++i]);
             name = argv[++i];
