@@ -179,6 +179,25 @@ fn two_ranks_overlapping_and_two_claiming_one_rank() {
 }
 
 #[test]
+fn a_memory_policy_in_force_matches() {
+    require_cpus_0_and_1();
+    let fx = fixture("two-gpu-local");
+    let r = Proc::new(c_program("hold", false))
+        .arg("1")
+        .preload()
+        .env("GPU_AFFINITY_FSROOT", fx.path())
+        .env("LOCAL_RANK", "1")
+        .env("GPU_AFFINITY_MEMBIND", "bind")
+        .spawn_ready();
+    let json = check(&["--json", &r.pid_s()]);
+    assert_eq!(json.code(), Some(0), "{}", json.describe());
+    assert_eq!(
+        query(&json, "print(d['processes'][0]['memory']['policy'])"),
+        ["bind:0"]
+    );
+}
+
+#[test]
 fn an_unbound_process_is_one_line() {
     require_cpus_0_and_1();
     let fx = fixture("two-gpu-local");
@@ -286,6 +305,15 @@ fn synthetic_proc(fx: &TempTree) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("300/fd")).unwrap();
     std::os::unix::fs::symlink("/dev/nvidia0", dir.join("300/fd/3")).unwrap();
     proc_(400, other, &env(3), "6-7,14-15", &[(400, "python3", 6)], "");
+    // Rank 1 asked for a bound memory policy; its mappings show none.
+    proc_(
+        500,
+        uid,
+        &format!("{}GPU_AFFINITY_MEMBIND=bind\0", env(1)),
+        "2-3,10-11",
+        &[(500, "python3", 2)],
+        "01000000 default heap anon=10 dirty=10 N0=10 kernelpagesize_kB=4\n",
+    );
     w("sys/kernel/numa_balancing", "1\n");
     dir
 }
@@ -319,14 +347,24 @@ fn a_synthetic_proc_with_remote_memory() {
     assert!(text.stdout.contains("machine "), "{}", text.stdout);
     let json = check(&["--json", "--proc", pd]);
     assert_eq!(json.code(), Some(1));
-    assert_eq!(query(&json, FINDINGS), ["remote_memory 100"]);
+    assert_eq!(
+        query(&json, FINDINGS),
+        ["remote_memory 100", "mempolicy 500"]
+    );
+    assert!(
+        message(&text, "rank 1 (pid 500").ends_with(
+            "asked for memory policy bind on node 0 (GPU_AFFINITY_MEMBIND) but its mappings show default"
+        ),
+        "{}",
+        text.stdout
+    );
     // Another user's rank appears with --all only.
     assert_eq!(
         query(
             &json,
             "print(*sorted((p['pid'], p['found_by']) for p in d['processes']))"
         ),
-        ["(100, 'environment') (200, 'environment') (300, 'GPU device')"]
+        ["(100, 'environment') (200, 'environment') (300, 'GPU device') (500, 'environment')"]
     );
     assert_eq!(
         query(&json, "p=d['processes'][0]; m=p['memory']; print(p['planned'], p['threads_in'], m['local_percent'], m['remote_bytes'], m['anon_bytes_by_node'], m['policy'], d['numa_balancing'])"),
@@ -341,7 +379,7 @@ fn a_synthetic_proc_with_remote_memory() {
     );
     let all = check(&["--json", "--all", "--proc", pd]);
     let pids = query(&all, "print(*sorted(p['pid'] for p in d['processes']))");
-    assert_eq!(pids, ["100 200 300 400"]);
+    assert_eq!(pids, ["100 200 300 400 500"]);
     // Named: only those, whatever they are; one without a rank says so.
     let named = check(&["--json", "--proc", pd, "200", "300"]);
     assert_eq!(query(&named, FINDINGS), ["no_rank 300"]);

@@ -259,6 +259,8 @@ pub fn parse_inherited(value: &str) -> Option<(CpuSet, CpuSet)> {
 
 struct Checker<'a> {
     pfs: &'a ProcFs,
+    /// The caller's uid.
+    uid: u32,
     statuses: HashMap<u32, Option<Status>>,
     envs: HashMap<u32, Option<Vec<(String, String)>>>,
     sys_files: usize,
@@ -341,6 +343,7 @@ impl Checker<'_> {
 pub fn check(pfs: &ProcFs, sel: &Selection) -> Report {
     let mut ck = Checker {
         pfs,
+        uid: sel.uid,
         statuses: HashMap::new(),
         envs: HashMap::new(),
         sys_files: 0,
@@ -408,11 +411,14 @@ pub fn check(pfs: &ProcFs, sel: &Selection) -> Report {
             ));
         }
     }
-    if report.skipped_unreadable > 0 {
-        report.notes.push(format!(
-            "{} processes of other users could not be read and were not checked",
-            report.skipped_unreadable
-        ));
+    match report.skipped_unreadable {
+        0 => {}
+        1 => report.notes.push(
+            "1 process could not be read (another user's, or protected) and was not checked".into(),
+        ),
+        n => report.notes.push(format!(
+            "{n} processes could not be read (other users', or protected) and were not checked"
+        )),
     }
     if let Some(n) = report.numa_balancing.filter(|&n| n != 0) {
         report.notes.push(format!(
@@ -434,15 +440,16 @@ fn who(pid: u32, rank: Option<usize>, name: &str) -> String {
     }
 }
 
-fn unreadable_finding(pid: u32, st: Option<&Status>, u: &Unreadable) -> Finding {
-    let owner = st
-        .and_then(|s| s.uid)
-        .map_or_else(String::new, |u| format!(", uid {u}"));
+fn unreadable_finding(pid: u32, st: Option<&Status>, u: &Unreadable, caller: u32) -> Finding {
+    let uid = st.and_then(|s| s.uid);
+    let owner = uid.map_or_else(String::new, |u| format!(", uid {u}"));
     let name = st.map_or("?", |s| s.name.as_str());
-    let advice = if u.denied {
-        ": another user's process; run as that user or as root"
-    } else {
-        ""
+    let advice = match (u.denied, uid) {
+        (false, _) => "",
+        (true, Some(u)) if u == caller => {
+            ": a protected process (not dumpable, or another namespace)"
+        }
+        (true, _) => ": another user's process; run as that user or as root",
     };
     Finding {
         kind: Kind::Unreadable,
@@ -474,7 +481,7 @@ fn examine(
             return pc;
         }
         Err(u) => {
-            findings.push(unreadable_finding(pid, None, &u));
+            findings.push(unreadable_finding(pid, None, &u, ck.uid));
             return pc;
         }
     };
@@ -496,7 +503,7 @@ fn examine(
                 return pc;
             }
             Err(u) => {
-                findings.push(unreadable_finding(pid, Some(&st), &u));
+                findings.push(unreadable_finding(pid, Some(&st), &u, ck.uid));
                 return pc;
             }
         },
@@ -504,7 +511,7 @@ fn examine(
     let threads = match pfs.threads(pid) {
         Ok(t) => t.unwrap_or_default(),
         Err(u) => {
-            findings.push(unreadable_finding(pid, Some(&st), &u));
+            findings.push(unreadable_finding(pid, Some(&st), &u, ck.uid));
             return pc;
         }
     };
@@ -900,6 +907,7 @@ mod tests {
         let pfs = ProcFs::new(&t.root);
         let mut ck = Checker {
             pfs: &pfs,
+            uid: 0,
             statuses: HashMap::new(),
             envs: HashMap::new(),
             sys_files: 0,
