@@ -215,3 +215,29 @@ fn run_preloads_the_library_and_binds_the_command() {
         );
     }
 }
+
+/// Each CUDA_VISIBLE_DEVICES warning appears once, in the text and in the JSON form (it was printed
+/// twice when the command repeated the session's visible-GPU resolution).
+#[test]
+fn visible_device_warnings_appear_once() {
+    let fx = fixture("example1");
+    for json in [false, true] {
+        let mut p = gpuaff()
+            .env("CUDA_VISIBLE_DEVICES", "1,7,2")
+            .args(["plan", "--fsroot"])
+            .arg(fx.path());
+        if json {
+            p = p.arg("--json");
+        }
+        let run = p.run();
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert_eq!(
+            all.matches("entry \\\"7\\\" is invalid").count()
+                + all.matches("entry \"7\" is invalid").count(),
+            1,
+            "json={json}\n{}",
+            run.describe()
+        );
+    }
+}

@@ -4,6 +4,7 @@
 
 use crate::cpuset::CpuSet;
 use crate::error::Error;
+use crate::names::named;
 use crate::plan::{Cores, Mode, PlanOptions};
 use std::path::PathBuf;
 
@@ -151,34 +152,6 @@ pub fn parse_map(name: &str, value: &str) -> crate::Result<Vec<CpuSet>> {
             Ok(set)
         })
         .collect()
-}
-
-macro_rules! named {
-    ($ty:ident, $var:literal, $($variant:ident => $name:literal),+) => {
-        impl $ty {
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
-            /// Accepted names, for messages.
-            pub const NAMES: &'static str = concat!($($name, ", "),+);
-
-            pub fn name(&self) -> &'static str {
-                match self {
-                    $($ty::$variant => $name),+
-                }
-            }
-
-            /// The value of the environment variable (or option) of the same meaning.
-            pub fn parse(value: &str) -> crate::Result<$ty> {
-                let v = value.trim().to_ascii_lowercase();
-                $ty::ALL
-                    .iter()
-                    .copied()
-                    .find(|x| x.name() == v)
-                    .ok_or_else(|| {
-                        Error::bad_value($var, value, $ty::NAMES.trim_end_matches(", "))
-                    })
-            }
-        }
-    };
 }
 
 named!(MemBind, "GPU_AFFINITY_MEMBIND", None => "none", Preferred => "preferred", Bind => "bind", Interleave => "interleave");
@@ -409,20 +382,17 @@ mod tests {
         for m in MemBind::ALL {
             assert_eq!(
                 req(&[("GPU_AFFINITY_MEMBIND", m.name())]).unwrap().membind,
-                *m
+                m
             );
         }
         for t in Threads::ALL {
             assert_eq!(
                 req(&[("GPU_AFFINITY_THREADS", t.name())]).unwrap().threads,
-                *t
+                t
             );
         }
         for s in Source::ALL {
-            assert_eq!(
-                req(&[("GPU_AFFINITY_SOURCE", s.name())]).unwrap().source,
-                *s
-            );
+            assert_eq!(req(&[("GPU_AFFINITY_SOURCE", s.name())]).unwrap().source, s);
         }
         bad(
             &[("GPU_AFFINITY_MEMBIND", "local")],

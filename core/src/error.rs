@@ -33,6 +33,9 @@ pub struct Error {
     msg: String,
     /// The OS errno behind an `Os` or `Machine` error, when there is one.
     os_errno: Option<i32>,
+    /// For a value that cannot be parsed: (value, what is accepted), so that a caller can name
+    /// the value's source differently (the CLI names the flag, not the variable).
+    bad: Option<Box<(String, String)>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -43,6 +46,7 @@ impl Error {
             kind,
             msg: msg.into(),
             os_errno: None,
+            bad: None,
         }
     }
     pub fn invalid(msg: impl Into<String>) -> Self {
@@ -69,13 +73,28 @@ impl Error {
             kind: ErrorKind::Os,
             msg: msg.into(),
             os_errno: Some(errno),
+            bad: None,
         }
     }
     /// An environment variable or option whose value cannot be parsed: names both and what is accepted.
     pub fn bad_value(name: &str, value: &str, accepted: &str) -> Self {
-        Self::invalid(format!(
-            "{name}={value:?} is not valid (accepted: {accepted})"
-        ))
+        let mut e = Self::invalid(Self::bad_text(name, "=", value, accepted));
+        e.bad = Some(Box::new((value.to_string(), accepted.to_string())));
+        e
+    }
+    fn bad_text(name: &str, sep: &str, value: &str, accepted: &str) -> String {
+        format!("{name}{sep}{value:?} is not valid (accepted: {accepted})")
+    }
+    /// A `bad_value` error about a command-line option: names `flag` instead of the variable.
+    /// Other errors are returned as they are.
+    pub fn for_option(self, flag: &str) -> Self {
+        match &self.bad {
+            Some(b) => Error {
+                msg: Self::bad_text(flag, " ", &b.0, &b.1),
+                ..self
+            },
+            None => self,
+        }
     }
     /// A file of the machine model that is missing or odd: names the file.
     pub fn file(path: &std::path::Path, what: impl fmt::Display) -> Self {

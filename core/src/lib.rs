@@ -10,6 +10,7 @@ pub mod cpuset;
 pub mod error;
 pub mod gpu;
 pub mod machine;
+mod names;
 pub mod nvml;
 pub mod nvml_procs;
 pub mod plan;
@@ -24,10 +25,10 @@ pub use config::{MemBind, Request, Source, Threads};
 pub use cpuset::CpuSet;
 pub use error::{Error, ErrorKind, Result};
 pub use gpu::{DeviceOrder, Gpu, Visible};
-pub use machine::{AllowedFrom, Machine};
+pub use machine::Machine;
 pub use plan::{Cores, Mode, Plan, PlanOptions, RankPlan};
 pub use sysfs::Fs;
-pub use topology::Topology;
+pub use topology::{AllowedFrom, Topology};
 
 /// The crate version, as the C ABI's `gpu_affinity_version` reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

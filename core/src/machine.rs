@@ -1,19 +1,12 @@
-//! `Machine`: the topology and the GPUs, read once from one source.
+//! `Machine`: the topology and the GPUs, read once, by one loader, reading what a plan needs.
 
+use crate::config::{Request, Source};
 use crate::cpuset::CpuSet;
 use crate::gpu::{Gpu, GpuReads};
-use crate::topology::Topology;
-
-/// Where the allowed CPU set starts from; the cgroup cpuset under the fsroot narrows it in every case.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AllowedFrom {
-    /// The process's own mask (`sched_getaffinity`), as the shim and `gpuaff plan` on `/` use.
-    Process(CpuSet),
-    /// The snapshot's online CPUs (a foreign fsroot).
-    Snapshot,
-    /// Exactly this set (`gpuaff plan --allowed`); not narrowed further.
-    Explicit(CpuSet),
-}
+use crate::plan::{Need, NeedScope};
+use crate::sysfs::Fs;
+use crate::topology::{AllowedFrom, Base, NodeFacts, Topology, Want};
+use std::path::Path;
 
 #[derive(Clone, Debug)]
 pub struct Machine {
@@ -26,44 +19,19 @@ pub struct Machine {
     pub files_read: usize,
 }
 
-use crate::config::{Request, Source};
-use crate::plan::{Cores, Mode, PlanOptions};
-use crate::sysfs::Fs;
-use crate::topology::{self, Facts, NodeFacts, Want};
-use std::path::Path;
+/// The management-library query (NVML): the real one, or a fake in tests.
+pub type MgmtQuery<'a> = &'a dyn Fn(Option<&Path>) -> crate::Result<Vec<Gpu>>;
 
 impl Machine {
-    /// Reads the machine under `req.fsroot` from `req.source` (sysfs, NVML or both).
+    /// Everything under `req.fsroot`, from `req.source` (what `gpuaff topo` shows).
     pub fn load(req: &Request, allowed: AllowedFrom) -> crate::Result<Machine> {
-        let fs = Fs::new(&req.fsroot);
-        Self::load_fs(&fs, req, allowed, &|lib| crate::nvml::discover(lib))
+        Self::load_for(req, allowed, Need::everything())
     }
 
-    /// As `load`, over a given `Fs` and with the NVML query passed in (tests give a fake).
-    ///
-    /// `Source::Auto` reads sysfs and asks NVML only when `CUDA_VISIBLE_DEVICES` names a GPU by
-    /// UUID or MIG UUID that the sysfs GPUs cannot resolve (no UUIDs or MIG instances known): a
-    /// machine without GPUs, or with indices only, never pays for loading NVML.
-    pub fn load_fs(
-        fs: &Fs,
-        req: &Request,
-        allowed: AllowedFrom,
-        nvml: &dyn Fn(Option<&Path>) -> crate::Result<Vec<Gpu>>,
-    ) -> crate::Result<Machine> {
-        let (topology, mut warnings) = Topology::load_with_warnings(fs, &allowed)?;
-        let gpus = load_gpus(fs, req, GpuReads::ALL, nvml, &mut warnings)?;
-        Ok(Machine {
-            topology,
-            gpus,
-            warnings,
-            files_read: fs.files_read(),
-        })
-    }
-
-    /// Reads only what a plan of the kind `need` describes: the online CPUs, the NUMA nodes, the
-    /// allowed set and the GPUs in full, and the cores, complexes and packages that `need` names,
-    /// for the CPUs near the machine's GPUs (`Need::scope`). The topology is partial
-    /// (`Topology::scope`).
+    /// What a plan of the kind `need` describes: the online CPUs, the NUMA nodes, the allowed set
+    /// and the GPUs in full, and the cores, complexes and packages that `need` names, for the CPUs
+    /// near the machine's GPUs (`Need::scope`). The topology is partial (`Topology::scope`) unless
+    /// `need` is everything.
     ///
     /// Contract: a plan made on this machine for a request whose options `need` covers
     /// (`need_for(&req.plan)`, or `need(req.plan.mode)`) equals the plan made on `Machine::load`,
@@ -72,60 +40,37 @@ impl Machine {
     /// then.
     pub fn load_for(req: &Request, allowed: AllowedFrom, need: Need) -> crate::Result<Machine> {
         let fs = Fs::new(&req.fsroot);
-        Self::load_for_fs(&fs, req, allowed, &need, &|lib| crate::nvml::discover(lib))
+        Self::load_fs(&fs, req, allowed, &need, &|lib| crate::nvml::discover(lib))
     }
 
-    /// As `load_for`, over a given `Fs` and with the NVML query passed in.
-    pub fn load_for_fs(
+    /// The one loader: `load_for` over a given `Fs` and management-library query (tests give fakes).
+    ///
+    /// `Source::Auto` reads sysfs and asks NVML only when `CUDA_VISIBLE_DEVICES` names a GPU by
+    /// UUID or MIG UUID that the sysfs GPUs cannot resolve (no UUIDs or MIG instances known): a
+    /// machine without GPUs, or with indices only, never pays for loading NVML.
+    pub fn load_fs(
         fs: &Fs,
         req: &Request,
         allowed: AllowedFrom,
         need: &Need,
-        nvml: &dyn Fn(Option<&Path>) -> crate::Result<Vec<Gpu>>,
+        nvml: MgmtQuery,
     ) -> crate::Result<Machine> {
-        let online = topology::read_online(fs)?;
-        let nodes = topology::read_nodes(fs, need.distances)?;
         let mut warnings = Vec::new();
-        let cgroup = topology::cgroup_cpus(fs, &online)?;
-        let allowed_cpus =
-            topology::allowed_set(&online, &allowed, cgroup.as_ref(), &mut warnings)?;
+        let mut gpus = Vec::new();
         let reads = GpuReads {
             identity: need.identity,
             models: need.models,
         };
-        let gpus = load_gpus(fs, req, reads, nvml, &mut warnings)?;
-        let scope = match need.scope {
-            NeedScope::Nothing => Some(CpuSet::new()),
-            NeedScope::Machine => None,
-            NeedScope::GpuNodes => gpu_scope(&online, &nodes, &gpus).map(|s| {
-                // Cores and complexes are only ever taken within the allowed set; packages whole.
-                if need.packages {
-                    s
-                } else {
-                    s.intersection(&allowed_cpus)
-                }
-            }),
-        };
-        let want = Want {
-            scope,
-            cores: need.cores,
-            packages: need.packages || need.complexes,
-            complexes: need.complexes,
-            distances: need.distances,
-        };
-        let cpus = topology::read_cpu_facts(fs, &online, &want)?;
-        let facts = Facts {
-            partial: if want.is_everything() {
-                None
-            } else {
-                Some(want)
+        let topology = Topology::load_with(
+            fs,
+            &allowed,
+            need.distances,
+            &mut warnings,
+            |base, warnings| {
+                gpus = load_gpus(fs, req, reads, nvml, warnings)?;
+                Ok(want(need, base, &gpus))
             },
-            online,
-            cpus,
-            nodes,
-        };
-        let mut topology = Topology::build(&facts);
-        topology.allowed = allowed_cpus;
+        )?;
         Ok(Machine {
             topology,
             gpus,
@@ -135,12 +80,35 @@ impl Machine {
     }
 }
 
+/// The per-CPU facts `need` asks for, once the GPUs are known.
+fn want(need: &Need, base: &Base, gpus: &[Gpu]) -> Want {
+    let scope = match need.scope {
+        NeedScope::Nothing => Some(CpuSet::new()),
+        NeedScope::Machine => None,
+        NeedScope::GpuNodes => gpu_scope(&base.online, &base.nodes, gpus).map(|s| {
+            // Cores and complexes are only ever taken within the allowed set; packages whole.
+            if need.packages {
+                s
+            } else {
+                s.intersection(&base.allowed)
+            }
+        }),
+    };
+    Want {
+        scope,
+        cores: need.cores,
+        packages: need.packages || need.complexes,
+        complexes: need.complexes,
+        distances: need.distances,
+    }
+}
+
 /// The GPUs from `req.source` (see `Machine::load_fs`).
 fn load_gpus(
     fs: &Fs,
     req: &Request,
     reads: GpuReads,
-    nvml: &dyn Fn(Option<&Path>) -> crate::Result<Vec<Gpu>>,
+    nvml: MgmtQuery,
     warnings: &mut Vec<String>,
 ) -> crate::Result<Vec<Gpu>> {
     Ok(match req.source {
@@ -196,124 +164,6 @@ fn gpu_scope(online: &CpuSet, nodes: &[NodeFacts], gpus: &[Gpu]) -> Option<CpuSe
     Some(scope)
 }
 
-/// Which CPUs a plan looks at in detail (see `Need`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NeedScope {
-    /// None: the plan needs no per-CPU fact.
-    Nothing,
-    /// The CPUs near the machine's GPUs: their local CPUs and the CPUs of their nodes.
-    GpuNodes,
-    /// Every online CPU.
-    Machine,
-}
-
-/// What a plan needs to read, beyond the online CPUs, the NUMA nodes' CPUs, the allowed set and
-/// the GPUs (always read).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Need {
-    /// The CPUs whose cores and complexes are read.
-    pub scope: NeedScope,
-    /// SMT sibling sets (cores).
-    pub cores: bool,
-    /// Core complexes (the highest-level cache); implies packages (CPUs without cache information
-    /// form one complex per package).
-    pub complexes: bool,
-    /// Packages, for the whole machine (one or two files per package).
-    pub packages: bool,
-    /// NUMA distances. No mode needs them: a GPU on a CPU-less node is placed by its local CPUs.
-    pub distances: bool,
-    /// The GPUs' identity from the driver's procfs (`uuid`, `minor`, `model`, `mem_node`): only
-    /// `CUDA_VISIBLE_DEVICES` entries that are not indices (UUIDs, prefixes, MIG UUIDs) need it.
-    /// Without it those fields stay None (`mem_node` too: no plan uses it), except `model` as
-    /// `models` says.
-    pub identity: bool,
-    /// Without `identity`: tell the GPU models apart (the FASTEST_FIRST mixed-models warning);
-    /// `model` holds the PCI device id ("PCI device 0x20b2") of each GPU the driver lists
-    /// (`gpu::GpuReads::models`). Not needed with `CUDA_DEVICE_ORDER=PCI_BUS_ID`.
-    pub models: bool,
-}
-
-impl Need {
-    /// Everything, as `Machine::load` reads.
-    pub fn everything() -> Need {
-        Need {
-            scope: NeedScope::Machine,
-            cores: true,
-            complexes: true,
-            packages: true,
-            distances: true,
-            identity: true,
-            models: true,
-        }
-    }
-
-    /// Nothing beyond what is always read.
-    pub fn nothing() -> Need {
-        Need {
-            scope: NeedScope::Nothing,
-            cores: false,
-            complexes: false,
-            packages: false,
-            distances: false,
-            identity: false,
-            models: true,
-        }
-    }
-}
-
-/// What a plan in `mode` needs, whatever the other options (`cores`, `balanced`, `nproc`).
-///
-/// - `none`, `map`: nothing (`map` checks its lists against the allowed set only).
-/// - the NVIDIA family, `node`, `exclusive`: the cores near the GPUs (the unique modes split every
-///   participating GPU's local cores, `single_logical` keeps one CPU per core).
-/// - `core-complex`: cores and complexes near the GPUs, and the packages.
-/// - `package`: the packages, and the cores of the whole machine (for `single_logical`).
-pub fn need(mode: Mode) -> Need {
-    let near = |cores, complexes| Need {
-        scope: NeedScope::GpuNodes,
-        cores,
-        complexes,
-        packages: complexes,
-        distances: false,
-        identity: false,
-        models: true,
-    };
-    match mode {
-        Mode::None | Mode::Map => Need::nothing(),
-        Mode::Socket
-        | Mode::SocketSingle
-        | Mode::SocketSingleUnique
-        | Mode::SocketUniqueInterleaved
-        | Mode::SocketUniqueContiguous
-        | Mode::Node
-        | Mode::Exclusive => near(true, false),
-        Mode::CoreComplex => near(true, true),
-        Mode::Package => Need {
-            scope: NeedScope::Machine,
-            cores: true,
-            complexes: false,
-            packages: true,
-            distances: false,
-            identity: false,
-            models: true,
-        },
-    }
-}
-
-/// `need(opts.mode)`, narrowed by the options: `socket`, `node` and `package` with
-/// `all_logical` bind whole CPU sets and need no cores.
-pub fn need_for(opts: &PlanOptions) -> Need {
-    let mut n = need(opts.mode);
-    let whole = matches!(opts.mode, Mode::Socket | Mode::Node | Mode::Package);
-    if whole && opts.cores == Cores::AllLogical {
-        n.cores = false;
-    }
-    if !n.cores && !n.complexes {
-        n.scope = NeedScope::Nothing;
-    }
-    n
-}
-
 /// True when a `CUDA_VISIBLE_DEVICES` entry is a UUID or MIG UUID that `gpus` cannot resolve.
 pub fn needs_nvml(gpus: &[Gpu], cuda_visible_devices: Option<&str>) -> bool {
     let Some(cvd) = cuda_visible_devices else {
@@ -335,6 +185,7 @@ pub fn needs_nvml(gpus: &[Gpu], cuda_visible_devices: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{need, need_for, Cores, Mode, PlanOptions};
     use crate::sysfs::TestFs;
     use std::cell::Cell;
 
@@ -369,7 +220,14 @@ mod tests {
             cuda_visible_devices: Some("0".into()),
             ..Request::default()
         };
-        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        let m = Machine::load_fs(
+            &t.fs(),
+            &req,
+            AllowedFrom::Snapshot,
+            &Need::everything(),
+            &nvml,
+        )
+        .unwrap();
         assert_eq!(calls.get(), 0);
         assert_eq!(m.gpus.len(), 1);
         assert!(m.warnings.is_empty());
@@ -377,7 +235,14 @@ mod tests {
 
         // A UUID that sysfs cannot resolve (no procfs identity): NVML is asked; it fails: warn.
         req.cuda_visible_devices = Some("GPU-1234".into());
-        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        let m = Machine::load_fs(
+            &t.fs(),
+            &req,
+            AllowedFrom::Snapshot,
+            &Need::everything(),
+            &nvml,
+        )
+        .unwrap();
         assert_eq!(calls.get(), 1);
         assert_eq!(m.gpus.len(), 1);
         assert!(
@@ -389,7 +254,14 @@ mod tests {
         // No GPU in sysfs is not a reason to load NVML.
         let bare = TestFs::new("nogpu");
         bare.file("sys/devices/system/cpu/online", "0-3\n");
-        let m = Machine::load_fs(&bare.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        let m = Machine::load_fs(
+            &bare.fs(),
+            &req,
+            AllowedFrom::Snapshot,
+            &Need::everything(),
+            &nvml,
+        )
+        .unwrap();
         assert_eq!(calls.get(), 1);
         assert!(m.gpus.is_empty());
     }
@@ -404,14 +276,35 @@ mod tests {
             cuda_visible_devices: Some("GPU-1234".into()),
             ..Request::default()
         };
-        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        let m = Machine::load_fs(
+            &t.fs(),
+            &req,
+            AllowedFrom::Snapshot,
+            &Need::everything(),
+            &nvml,
+        )
+        .unwrap();
         assert_eq!(m.gpus[0].uuid.as_deref(), Some("GPU-1234"));
         req.source = Source::Sysfs;
-        let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &nvml).unwrap();
+        let m = Machine::load_fs(
+            &t.fs(),
+            &req,
+            AllowedFrom::Snapshot,
+            &Need::everything(),
+            &nvml,
+        )
+        .unwrap();
         assert_eq!(m.gpus[0].uuid, None);
         let failing = |_: Option<&Path>| Err(crate::Error::nvml("no driver"));
         req.source = Source::Nvml;
-        let e = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &failing).unwrap_err();
+        let e = Machine::load_fs(
+            &t.fs(),
+            &req,
+            AllowedFrom::Snapshot,
+            &Need::everything(),
+            &failing,
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Nvml);
     }
 
@@ -494,7 +387,7 @@ mod tests {
         };
         let need = need(Mode::SocketUniqueContiguous);
         let fs = t.fs();
-        let m = Machine::load_for_fs(&fs, &req, AllowedFrom::Snapshot, &need, &|_| {
+        let m = Machine::load_fs(&fs, &req, AllowedFrom::Snapshot, &need, &|_| {
             Err(crate::Error::nvml("unused"))
         })
         .unwrap();

@@ -1,15 +1,18 @@
-//! One process's plan, reading as little as the plan needs: what the preload shim and the C ABI
-//! call. The plan is made on a partial machine (`Machine::load_for`), and made again on the full
-//! machine when the partial one cannot vouch for it (a fallback, or no CPU left).
+//! The one entry point from a request to a plan: load the machine, resolve the GPUs the process
+//! sees, plan. The preload shim, the C ABI, the CLI and the tests all come through here.
+//!
+//! - `plan_for_process`: one process's plan, reading as little as the plan needs. The plan is made
+//!   on a partial machine (`Machine::load_for`), and made again on the full machine when the
+//!   partial one cannot vouch for it (a fallback, or no CPU left).
+//! - `plan_node`: every local rank of the node, on the full machine (`gpuaff plan`).
 
 use crate::config::Request;
 use crate::error::{Error, ErrorKind, Result};
 use crate::gpu::{resolve_visible, DeviceOrder, Visible};
-use crate::machine::{need_for, AllowedFrom, Machine, Need};
-use crate::plan::{plan_request, RankPlan};
+use crate::machine::{Machine, MgmtQuery};
+use crate::plan::{need_for, plan_all, plan_rank, Need, Plan, RankPlan};
 use crate::sysfs::Fs;
-use crate::Gpu;
-use std::path::Path;
+use crate::topology::AllowedFrom;
 
 /// A planned process.
 #[derive(Clone, Debug)]
@@ -39,7 +42,7 @@ pub fn plan_for_process_fs(
     fs: &Fs,
     req: &Request,
     allowed: AllowedFrom,
-    nvml: &dyn Fn(Option<&Path>) -> Result<Vec<Gpu>>,
+    nvml: MgmtQuery,
 ) -> Result<Outcome> {
     let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
     let mut need = need_for(&req.plan);
@@ -84,13 +87,9 @@ fn plan_on(
     allowed: AllowedFrom,
     need: &Need,
     order: DeviceOrder,
-    nvml: &dyn Fn(Option<&Path>) -> Result<Vec<Gpu>>,
+    nvml: MgmtQuery,
 ) -> Result<Planned> {
-    let machine = if *need == Need::everything() {
-        Machine::load_fs(fs, req, allowed, nvml)?
-    } else {
-        Machine::load_for_fs(fs, req, allowed, need, nvml)?
-    };
+    let machine = Machine::load_fs(fs, req, allowed, need, nvml)?;
     if machine.gpus.is_empty() {
         return Err(Error::no_gpu(format!(
             "no NVIDIA GPU found under {} (no driver, or a CPU-only machine)",
@@ -103,8 +102,65 @@ fn plan_on(
             "CUDA_VISIBLE_DEVICES is empty: this process uses no GPU",
         ));
     }
-    let plan = plan_request(req, &machine, &visible);
+    let plan = plan_process(req, &machine, &visible);
     Ok((machine, visible, plan))
+}
+
+/// The plan of the process `req` describes: its rank (or, without one, its GPU override), GPU and
+/// options, on `machine` as it sees the GPUs.
+pub fn plan_process(req: &Request, machine: &Machine, visible: &Visible) -> Result<RankPlan> {
+    let rank = match (req.rank, req.gpu) {
+        (Some(r), _) => r,
+        (None, Some(g)) => g,
+        (None, None) => {
+            return Err(Error::invalid(
+                "no local rank: set LOCAL_RANK (or a launcher's local-rank variable) or GPU_AFFINITY_GPU",
+            ))
+        }
+    };
+    plan_rank(
+        &machine.topology,
+        &machine.gpus,
+        visible,
+        &req.plan,
+        rank,
+        req.gpu,
+    )
+}
+
+/// Every local rank of the node, on the full machine.
+#[derive(Clone, Debug)]
+pub struct NodePlan {
+    pub machine: Machine,
+    pub visible: Visible,
+    /// `plan.warnings` holds the visible-GPU warnings (once), then the plan's own.
+    pub plan: Plan,
+}
+
+/// Plans every local rank 0..nproc of `req`'s node as `gpuaff plan` shows them: the whole machine
+/// under `req.fsroot`, the GPUs as `req`'s visible-device variables select them, `req.plan`'s
+/// options. A machine without GPUs is not an error here: the plan has no rank and says why.
+pub fn plan_node(req: &Request, allowed: AllowedFrom) -> Result<NodePlan> {
+    let fs = Fs::new(&req.fsroot);
+    plan_node_fs(&fs, req, allowed, &|lib| crate::nvml::discover(lib))
+}
+
+/// As `plan_node`, over a given `Fs` and NVML query.
+pub fn plan_node_fs(
+    fs: &Fs,
+    req: &Request,
+    allowed: AllowedFrom,
+    nvml: MgmtQuery,
+) -> Result<NodePlan> {
+    let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
+    let machine = Machine::load_fs(fs, req, allowed, &Need::everything(), nvml)?;
+    let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
+    let plan = plan_all(&machine.topology, &machine.gpus, &visible, &req.plan);
+    Ok(NodePlan {
+        machine,
+        visible,
+        plan,
+    })
 }
 
 #[cfg(test)]
@@ -184,5 +240,40 @@ mod tests {
             );
         }
         assert!(by_bus.warnings.is_empty(), "{:?}", by_bus.warnings);
+    }
+
+    #[test]
+    fn plan_process_uses_rank_gpu_and_options() {
+        let (topology, gpus) = crate::plan::tests::ex1();
+        let machine = crate::Machine {
+            topology,
+            gpus,
+            warnings: vec![],
+            files_read: 0,
+        };
+        let vis = Visible {
+            gpus: (0..machine.gpus.len()).collect(),
+            warnings: vec![],
+        };
+        let mut req = crate::Request::default();
+        let e = plan_process(&req, &machine, &vis).unwrap_err();
+        assert!(e.message().contains("LOCAL_RANK"), "{e}");
+        req.rank = Some(1);
+        assert_eq!(
+            plan_process(&req, &machine, &vis).unwrap().cpus,
+            crate::CpuSet::parse_list("2-3,10-11").unwrap()
+        );
+        req.gpu = Some(2);
+        let r = plan_process(&req, &machine, &vis).unwrap();
+        assert_eq!(
+            (r.rank, r.gpu, r.cpus.to_list()),
+            (1, 2, "4-5,12-13".to_string())
+        );
+        req.rank = None;
+        assert_eq!(plan_process(&req, &machine, &vis).unwrap().rank, 2);
+        req.plan.mode = crate::Mode::Node;
+        let plan = crate::plan::plan_all(&machine.topology, &machine.gpus, &vis, &req.plan);
+        assert_eq!(plan.ranks.len(), 4);
+        assert_eq!(plan.options.mode, crate::Mode::Node);
     }
 }

@@ -2,8 +2,13 @@
 //! every file of every CPU builds (`read_facts_every_cpu`), on hwloc's real snapshots and on every
 //! catalog machine, with far fewer files.
 
-use gpuaff_core::topology::{read_facts, read_facts_every_cpu, Topology};
-use gpuaff_core::Fs;
+use gpuaff_core::cpuset::CpuSet;
+use gpuaff_core::topology::{read_facts, read_nodes, read_online, CpuFacts, Facts, Topology};
+use gpuaff_core::{Fs, Result};
+
+#[path = "support/every_cpu.rs"]
+mod every_cpu;
+use every_cpu::read_facts_every_cpu;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -2,8 +2,8 @@
 //! the full machine (`Machine::load`), for every catalog machine, mode, option and rank, with
 //! `CUDA_VISIBLE_DEVICES` subsets and allowed sets that exclude GPUs' CPUs (the fallback path).
 
-use gpuaff_core::plan::{plan_request, Cores, Mode, PlanOptions};
-use gpuaff_core::session::plan_for_process;
+use gpuaff_core::plan::{Cores, Mode, PlanOptions};
+use gpuaff_core::session::{plan_for_process, plan_process};
 use gpuaff_core::{gpu, AllowedFrom, CpuSet, DeviceOrder, Machine, Request, Source};
 use std::path::Path;
 
@@ -48,7 +48,7 @@ fn check(
                             },
                             ..base.clone()
                         };
-                        let want = plan_request(&req, &full, &visible);
+                        let want = plan_process(&req, &full, &visible);
                         let got = plan_for_process(&req, allowed.clone()).map(|o| o.plan);
                         let what = format!(
                             "{name} cvd={cvd:?} allowed={allowed:?} mode={} cores={} balanced={balanced} nproc={nproc:?} rank={rank}",

@@ -2,10 +2,8 @@
 //! and runs commands with libgpuaff.so preloaded. Flags override the environment (DESIGN.md).
 
 use gpuaff_core::config::{self, Request};
-use gpuaff_core::gpu::{self, DeviceOrder};
-use gpuaff_core::machine::{AllowedFrom, Machine};
-use gpuaff_core::plan::{self, Cores, Mode};
-use gpuaff_core::{render, sysfs, CpuSet, Error};
+use gpuaff_core::plan::{Cores, Mode};
+use gpuaff_core::{render, session, sysfs, AllowedFrom, CpuSet, Error, Machine};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -120,14 +118,7 @@ fn parse_opts(args: &[String], allow: &[&str]) -> Result<Opts, Fail> {
                 .ok_or_else(|| Fail::Usage(format!("{name} needs a value")))
         };
         // The parsers name the environment variable; on the command line the flag is what was typed.
-        let bad = |e: Error| {
-            let msg = e.to_string();
-            let msg = match msg.split_once('=') {
-                Some((var, rest)) if var.starts_with("GPU_AFFINITY_") => format!("{flag} {rest}"),
-                _ => msg,
-            };
-            Fail::Usage(msg)
-        };
+        let bad = |e: Error| Fail::Usage(e.for_option(flag).to_string());
         match flag {
             "--fsroot" => {
                 let v = value(flag)?;
@@ -192,19 +183,20 @@ fn parse_opts(args: &[String], allow: &[&str]) -> Result<Opts, Fail> {
     Ok(o)
 }
 
-fn load(o: &Opts) -> Result<Machine, Fail> {
+/// Where the allowed set starts: `--allowed`, else this process's mask on this machine, else the
+/// snapshot's online CPUs.
+fn allowed(o: &Opts) -> Result<AllowedFrom, Fail> {
     if !o.req.fsroot.is_dir() {
         return Err(Fail::Run(Error::invalid(format!(
             "fsroot {} is not a directory",
             o.req.fsroot.display()
         ))));
     }
-    let allowed = match &o.allowed {
+    Ok(match &o.allowed {
         Some(set) => AllowedFrom::Explicit(set.clone()),
         None if o.req.fsroot == Path::new("/") => AllowedFrom::Process(sysfs::process_mask()?),
         None => AllowedFrom::Snapshot,
-    };
-    Ok(Machine::load(&o.req, allowed)?)
+    })
 }
 
 fn cmd_plan(args: &[String]) -> Result<ExitCode, Fail> {
@@ -222,16 +214,12 @@ fn cmd_plan(args: &[String]) -> Result<ExitCode, Fail> {
             "--json",
         ],
     )?;
-    let m = load(&o)?;
-    let order = DeviceOrder::parse(o.req.cuda_device_order.as_deref())
-        .map_err(|e| Fail::Usage(e.to_string()))?;
-    let visible = gpu::resolve_visible(&m.gpus, o.req.cuda_visible_devices.as_deref(), order)?;
-    let mut p = plan::plan_all(&m.topology, &m.gpus, &visible, &o.req.plan);
-    p.warnings.splice(0..0, visible.warnings.iter().cloned());
+    let node = session::plan_node(&o.req, allowed(&o)?)?;
+    let (m, p) = (&node.machine, &node.plan);
     if o.json {
-        print!("{}", render::plan_json(&m, &p));
+        print!("{}", render::plan_json(m, p));
     } else {
-        print!("{}", render::plan_text(&m, &p));
+        print!("{}", render::plan_text(m, p));
     }
     let ok = !p.ranks.is_empty() && p.ranks.iter().all(|r| r.is_ok());
     if p.ranks.is_empty() {
@@ -246,7 +234,7 @@ fn cmd_plan(args: &[String]) -> Result<ExitCode, Fail> {
 
 fn cmd_topo(args: &[String]) -> Result<ExitCode, Fail> {
     let o = parse_opts(args, &["--fsroot", "--source", "--json", "--allowed"])?;
-    let m = load(&o)?;
+    let m = Machine::load(&o.req, allowed(&o)?)?;
     if o.json {
         print!("{}", render::topo_json(&m));
     } else {

@@ -1,45 +1,23 @@
 //! The planner: one small pure function per mode over (topology, GPUs, options) → per-rank CPU sets.
-//! Algorithms, worked examples and deliberate differences: ../shared/MODES.md.
+//! Algorithms, worked examples and deliberate differences: docs/MODES.md.
 //!
 //! Layout: this file resolves which GPU a rank uses, the GPU's node and its "home" CPUs (with the
 //! fallbacks), then hands plain core lists to `nvidia` (gpu_affinity.py family) or `torch`
 //! (torch.numa.binding family), whose functions know nothing about sysfs or GPUs.
 
+mod mode;
 mod nvidia;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod torch;
+
+pub use mode::{need, need_for, Cores, Family, Mode, Need, NeedScope};
 
 use crate::cpuset::CpuSet;
 use crate::error::Error;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mode {
-    None,
-    // NVIDIA gpu_affinity.py family ("socket" = the GPU's local CPUs).
-    Socket,
-    SocketSingle,
-    SocketSingleUnique,
-    SocketUniqueInterleaved,
-    SocketUniqueContiguous,
-    // PyTorch torch.numa.binding family.
-    Node,
-    Package,
-    Exclusive,
-    CoreComplex,
-    // GPU_AFFINITY_MAP.
-    Map,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Cores {
-    #[default]
-    AllLogical,
-    SingleLogical,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanOptions {
@@ -98,98 +76,6 @@ pub struct Plan {
 
 use crate::gpu::{Gpu, Visible};
 use crate::topology::Topology;
-
-/// Which reference a mode follows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
-    /// `none`: leave the process alone.
-    None,
-    /// NVIDIA `gpu_affinity.py`.
-    Nvidia,
-    /// PyTorch `torch.numa.binding`.
-    Torch,
-    /// `GPU_AFFINITY_MAP`.
-    Map,
-}
-
-const MODE_NAMES: &str = "none, socket, socket_single, socket_single_unique, \
-socket_unique_interleaved, socket_unique_contiguous, node, package, exclusive, core-complex, map";
-const CORES_NAMES: &str = "all_logical, single_logical";
-
-impl Mode {
-    pub const ALL: [Mode; 11] = [
-        Mode::None,
-        Mode::Socket,
-        Mode::SocketSingle,
-        Mode::SocketSingleUnique,
-        Mode::SocketUniqueInterleaved,
-        Mode::SocketUniqueContiguous,
-        Mode::Node,
-        Mode::Package,
-        Mode::Exclusive,
-        Mode::CoreComplex,
-        Mode::Map,
-    ];
-
-    /// A mode name as `GPU_AFFINITY_MODE` takes it (`core_complex` is accepted for `core-complex`).
-    pub fn parse(value: &str) -> crate::Result<Mode> {
-        let v = value.trim().to_ascii_lowercase();
-        if v == "core_complex" {
-            return Ok(Mode::CoreComplex);
-        }
-        Mode::ALL
-            .into_iter()
-            .find(|m| m.name() == v)
-            .ok_or_else(|| Error::bad_value("GPU_AFFINITY_MODE", value, MODE_NAMES))
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Mode::None => "none",
-            Mode::Socket => "socket",
-            Mode::SocketSingle => "socket_single",
-            Mode::SocketSingleUnique => "socket_single_unique",
-            Mode::SocketUniqueInterleaved => "socket_unique_interleaved",
-            Mode::SocketUniqueContiguous => "socket_unique_contiguous",
-            Mode::Node => "node",
-            Mode::Package => "package",
-            Mode::Exclusive => "exclusive",
-            Mode::CoreComplex => "core-complex",
-            Mode::Map => "map",
-        }
-    }
-
-    pub fn family(&self) -> Family {
-        match self {
-            Mode::None => Family::None,
-            Mode::Socket
-            | Mode::SocketSingle
-            | Mode::SocketSingleUnique
-            | Mode::SocketUniqueInterleaved
-            | Mode::SocketUniqueContiguous => Family::Nvidia,
-            Mode::Node | Mode::Package | Mode::Exclusive | Mode::CoreComplex => Family::Torch,
-            Mode::Map => Family::Map,
-        }
-    }
-}
-
-impl Cores {
-    /// `GPU_AFFINITY_CORES`: `all_logical` or `single_logical`.
-    pub fn parse(value: &str) -> crate::Result<Cores> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "all_logical" => Ok(Cores::AllLogical),
-            "single_logical" => Ok(Cores::SingleLogical),
-            _ => Err(Error::bad_value("GPU_AFFINITY_CORES", value, CORES_NAMES)),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Cores::AllLogical => "all_logical",
-            Cores::SingleLogical => "single_logical",
-        }
-    }
-}
 
 /// Plans every local rank 0..nproc (rank r uses visible GPU r), as `gpuaff plan` shows them.
 pub fn plan_all(topo: &Topology, gpus: &[Gpu], visible: &Visible, opts: &PlanOptions) -> Plan {
@@ -395,36 +281,6 @@ fn plan_rank_in(
     plan.mems = ctx.nodes_of(&cpus);
     plan.cpus = cpus;
     Ok(plan)
-}
-
-/// `plan_rank` for the shim's `Request`: its rank (or, without one, its GPU override), GPU and options.
-pub fn plan_request(
-    req: &crate::Request,
-    machine: &crate::Machine,
-    visible: &Visible,
-) -> crate::Result<RankPlan> {
-    let rank = match (req.rank, req.gpu) {
-        (Some(r), _) => r,
-        (None, Some(g)) => g,
-        (None, None) => {
-            return Err(Error::invalid(
-                "no local rank: set LOCAL_RANK (or a launcher's local-rank variable) or GPU_AFFINITY_GPU",
-            ))
-        }
-    };
-    plan_rank(
-        &machine.topology,
-        &machine.gpus,
-        visible,
-        &req.plan,
-        rank,
-        req.gpu,
-    )
-}
-
-/// `plan_all` for the CLI.
-pub fn plan_request_all(req: &crate::Request, machine: &crate::Machine, visible: &Visible) -> Plan {
-    plan_all(&machine.topology, &machine.gpus, visible, &req.plan)
 }
 
 /// "1 core", "3 cores".

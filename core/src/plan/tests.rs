@@ -111,7 +111,7 @@ const ONE: Cores = Cores::SingleLogical;
 
 // ---- Worked example 1: 2 sockets × 4 cores × SMT2, GPUs on nodes 0,0,1,1 ----
 
-fn ex1() -> (Topology, Vec<Gpu>) {
+pub(crate) fn ex1() -> (Topology, Vec<Gpu>) {
     machine(2, 1, 4, 2, 4, &[0, 0, 1, 1])
 }
 
@@ -796,38 +796,6 @@ fn plans_are_deterministic() {
             plan_all(&topo, &gpus, &all(&gpus), &o)
         );
     }
-}
-
-#[test]
-fn plan_request_uses_rank_gpu_and_options() {
-    let (topology, gpus) = ex1();
-    let machine = crate::Machine {
-        topology,
-        gpus,
-        warnings: vec![],
-        files_read: 0,
-    };
-    let vis = all(&machine.gpus);
-    let mut req = crate::Request::default();
-    let e = plan_request(&req, &machine, &vis).unwrap_err();
-    assert!(e.message().contains("LOCAL_RANK"), "{e}");
-    req.rank = Some(1);
-    assert_eq!(
-        plan_request(&req, &machine, &vis).unwrap().cpus,
-        l("2-3,10-11")
-    );
-    req.gpu = Some(2);
-    let r = plan_request(&req, &machine, &vis).unwrap();
-    assert_eq!(
-        (r.rank, r.gpu, r.cpus.to_list()),
-        (1, 2, "4-5,12-13".to_string())
-    );
-    req.rank = None;
-    assert_eq!(plan_request(&req, &machine, &vis).unwrap().rank, 2);
-    req.plan.mode = Mode::Node;
-    let plan = plan_request_all(&req, &machine, &vis);
-    assert_eq!(plan.ranks.len(), 4);
-    assert_eq!(plan.options.mode, Mode::Node);
 }
 
 /// Fixture machines loaded from sysfs trees written once under the scratch root.

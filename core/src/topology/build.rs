@@ -1,0 +1,225 @@
+//! Building the model from raw facts: packages, cores, complexes and nodes.
+
+use super::read::{Facts, Want};
+use super::{Core, Node, Package, Topology};
+use crate::cpuset::CpuSet;
+
+/// `set` ∩ `online`, always holding `cpu` itself (a CPU is its own sibling even when the file forgets it).
+fn own_group(set: &Option<CpuSet>, online: &CpuSet, cpu: usize) -> Option<CpuSet> {
+    set.as_ref().map(|s| {
+        let mut g = s.intersection(online);
+        g.insert(cpu);
+        g
+    })
+}
+
+/// Partitions `online` into groups: each CPU, in ascending order, takes its group minus the CPUs
+/// already taken (as hwloc does, so inconsistent sibling masks cannot make overlapping groups).
+fn partition(online: &CpuSet, group_of: impl Fn(usize) -> CpuSet) -> Vec<CpuSet> {
+    let mut taken = CpuSet::new();
+    let mut groups = Vec::new();
+    for cpu in online.iter() {
+        if taken.contains(cpu) {
+            continue;
+        }
+        let mut g = group_of(cpu).intersection(online).difference(&taken);
+        g.insert(cpu);
+        taken = taken.union(&g);
+        groups.push(g);
+    }
+    groups
+}
+
+impl Topology {
+    /// Builds the topology from raw facts; `allowed` is set to every online CPU.
+    ///
+    /// - Packages come from the package sibling masks (as hwloc: `physical_package_id` may be -1 or
+    ///   repeat), else from `physical_package_id` when it is not -1, else one package holds every
+    ///   CPU that knows neither.
+    /// - Cores are the online thread siblings within the package. Siblings with different
+    ///   `core_id` are split into one core each, as hwloc does for AMD compute units (Bulldozer
+    ///   lists both integer cores of a module as thread siblings). A CPU without sibling
+    ///   information is a core of its own.
+    /// - Core complexes share the highest-level data/unified cache; CPUs without cache
+    ///   information form one complex per package.
+    /// - NUMA node CPU lists are narrowed to online CPUs; CPU-less nodes are kept.
+    ///
+    /// Partial facts (`Facts::partial`) make a partial topology (`Topology::scope`).
+    pub fn build(facts: &Facts) -> Topology {
+        let online = &facts.online;
+        let mut index: Vec<Option<usize>> = Vec::new();
+        for (i, c) in facts.cpus.iter().enumerate() {
+            if index.len() <= c.id {
+                index.resize(c.id + 1, None);
+            }
+            if let Some(slot) = index.get_mut(c.id) {
+                slot.get_or_insert(i);
+            }
+        }
+        let by_id = |cpu: usize| {
+            index
+                .get(cpu)
+                .copied()
+                .flatten()
+                .and_then(|i| facts.cpus.get(i))
+        };
+        let mut by_package_id: Vec<(i64, CpuSet)> = Vec::new();
+        for c in &facts.cpus {
+            if let Some(id) = c.package_id.filter(|&p| p >= 0) {
+                match by_package_id.iter_mut().find(|(p, _)| *p == id) {
+                    Some((_, set)) => set.insert(c.id),
+                    None => by_package_id.push((id, CpuSet::single(c.id))),
+                }
+            }
+        }
+
+        // Packages.
+        let by_pkg_id = |cpu: usize| -> Option<CpuSet> {
+            let id = by_id(cpu)?.package_id.filter(|&p| p >= 0)?;
+            by_package_id
+                .iter()
+                .find(|(p, _)| *p == id)
+                .map(|(_, s)| s.clone())
+        };
+        let unknown_pkg: CpuSet = online
+            .iter()
+            .filter(|&c| {
+                by_id(c).map_or(true, |f| f.package_siblings.is_none()) && by_pkg_id(c).is_none()
+            })
+            .collect();
+        let pkg_sets = partition(online, |cpu| {
+            by_id(cpu)
+                .and_then(|f| own_group(&f.package_siblings, online, cpu))
+                .or_else(|| by_pkg_id(cpu))
+                .unwrap_or_else(|| unknown_pkg.clone())
+        });
+        let mut packages: Vec<Package> = pkg_sets
+            .into_iter()
+            .map(|cpus| {
+                let ids: Vec<Option<i64>> = cpus
+                    .iter()
+                    .map(|c| by_id(c).and_then(|f| f.package_id))
+                    .collect();
+                let os_id = match ids.first() {
+                    Some(Some(id)) if *id >= 0 && ids.iter().all(|i| *i == Some(*id)) => Some(*id),
+                    _ => None,
+                };
+                Package { os_id, cpus }
+            })
+            .collect();
+        // An id shared by two packages says nothing.
+        let os_ids: Vec<Option<i64>> = packages.iter().map(|p| p.os_id).collect();
+        for p in packages.iter_mut() {
+            if p.os_id.is_some() && os_ids.iter().filter(|i| **i == p.os_id).count() > 1 {
+                p.os_id = None;
+            }
+        }
+        let package_index = |cpu: usize| packages.iter().position(|p| p.cpus.contains(cpu));
+
+        // Cores.
+        let core_sets = partition(online, |cpu| {
+            let pkg = package_index(cpu)
+                .and_then(|i| packages.get(i))
+                .map(|p| p.cpus.clone())
+                .unwrap_or_else(|| CpuSet::single(cpu));
+            let Some(f) = by_id(cpu) else {
+                return CpuSet::single(cpu);
+            };
+            let Some(sib) = own_group(&f.thread_siblings, online, cpu) else {
+                return CpuSet::single(cpu);
+            };
+            let sib = sib.intersection(&pkg);
+            // AMD compute units: siblings with another core_id are cores of their own.
+            match f.core_id {
+                Some(my) => sib
+                    .iter()
+                    .filter(|&s| by_id(s).and_then(|g| g.core_id).map_or(true, |c| c == my))
+                    .collect(),
+                None => sib,
+            }
+        });
+        let cores = core_sets
+            .into_iter()
+            .map(|cpus| Core {
+                package: cpus.first().and_then(package_index).unwrap_or(0),
+                cpus,
+            })
+            .collect();
+
+        // Core complexes.
+        let no_cache: CpuSet = online
+            .iter()
+            .filter(|&c| by_id(c).map_or(true, |f| f.llc.is_none()))
+            .collect();
+        let complexes = partition(online, |cpu| {
+            match by_id(cpu).and_then(|f| own_group(&f.llc, online, cpu)) {
+                Some(s) => s,
+                None => package_index(cpu)
+                    .and_then(|i| packages.get(i))
+                    .map(|p| p.cpus.intersection(&no_cache))
+                    .unwrap_or_else(|| CpuSet::single(cpu)),
+            }
+        });
+
+        // NUMA nodes: the distance rows are in online-node order, which is our order.
+        let n = facts.nodes.len();
+        let nodes = facts
+            .nodes
+            .iter()
+            .map(|nf| Node {
+                id: nf.id,
+                cpus: nf.cpus.intersection(online),
+                distances: if nf.distances.len() == n {
+                    nf.distances.clone()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+
+        let mut topo = Topology {
+            online: online.clone(),
+            cores,
+            packages,
+            nodes,
+            complexes,
+            allowed: online.clone(),
+            scope: None,
+        };
+        if let Some(want) = &facts.partial {
+            topo.narrow(want);
+        }
+        topo
+    }
+
+    /// Keeps what `want` read: the cores and complexes that hold a scope CPU, the packages when
+    /// read; empties the rest.
+    fn narrow(&mut self, want: &Want) {
+        let scope = want
+            .scope
+            .as_ref()
+            .map_or_else(|| self.online.clone(), |s| s.intersection(&self.online));
+        if want.cores {
+            self.cores.retain(|c| c.cpus.intersects(&scope));
+        } else {
+            self.cores.clear();
+        }
+        if want.complexes {
+            self.complexes.retain(|c| c.intersects(&scope));
+        } else {
+            self.complexes.clear();
+        }
+        if !want.packages {
+            self.packages.clear();
+            for c in self.cores.iter_mut() {
+                c.package = 0;
+            }
+        }
+        if !want.distances {
+            for n in self.nodes.iter_mut() {
+                n.distances.clear();
+            }
+        }
+        self.scope = Some(scope);
+    }
+}
