@@ -18,7 +18,8 @@
 
 use crate::config::{Request, LOCAL_RANK_VARS};
 use crate::cpuset::CpuSet;
-use crate::machine::{AllowedFrom, Machine};
+use crate::machine::Machine;
+use crate::topology::AllowedFrom;
 use crate::plan::{PlanOptions, RankPlan};
 use crate::procfs::{thread_hint, NumaMaps, ProcFs, Status, Thread, Unreadable};
 use std::collections::HashMap;
