@@ -19,9 +19,9 @@
 use crate::config::{Request, LOCAL_RANK_VARS};
 use crate::cpuset::CpuSet;
 use crate::machine::Machine;
-use crate::topology::AllowedFrom;
 use crate::plan::{PlanOptions, RankPlan};
 use crate::procfs::{thread_hint, NumaMaps, ProcFs, Status, Thread, Unreadable};
+use crate::topology::AllowedFrom;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
