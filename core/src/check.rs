@@ -760,17 +760,18 @@ fn judge(
                 if names.len() > 3 { ", ..." } else { "" }
             )
         };
-        let last: Vec<String> = threads
+        let last: CpuSet = threads
             .iter()
             .filter_map(|t| t.last_cpu)
             .filter(|c| !plan.cpus.contains(*c))
-            .map(|c| c.to_string())
-            .take(4)
-            .collect();
+            .fold(CpuSet::new(), |mut s, c| {
+                s.insert(c);
+                s
+            });
         let ran = if last.is_empty() {
             String::new()
         } else {
-            format!(", last ran on CPU {}", last.join(","))
+            format!(", last ran on CPU {last}")
         };
         findings.push(Finding {
             kind: Kind::ThreadsOutside,

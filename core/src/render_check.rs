@@ -49,9 +49,9 @@ pub fn check_text(r: &Report) -> String {
     let ranks: std::collections::BTreeSet<usize> = procs.iter().filter_map(|p| p.rank).collect();
     let _ = writeln!(
         o,
-        "gpuaff check: {} processes, {} ranks; kernel.numa_balancing {}; {} files read",
-        procs.len(),
-        ranks.len(),
+        "gpuaff check: {}, {}; kernel.numa_balancing {}; {} files read",
+        count(procs.len(), "process", "processes"),
+        count(ranks.len(), "rank", "ranks"),
         r.numa_balancing
             .map_or_else(|| "unknown".into(), |n| n.to_string()),
         r.files_read
@@ -134,11 +134,11 @@ pub fn check_text(r: &Report) -> String {
             m.fsroot.display(),
             m.options.mode.name()
         );
-        o.push_str(&body(&machine_map(
+        o.push_str(&machine_map(
             &m.machine.topology,
             &plan_of(false),
             m.options.cores,
-        )));
+        ));
         let _ = writeln!(o, "actual (where each rank's threads may run now)");
         o.push_str(&body(&machine_map(
             &m.machine.topology,
@@ -168,13 +168,17 @@ pub fn check_text(r: &Report) -> String {
         } else if r.findings.is_empty() {
             "nothing with a plan to judge".to_string()
         } else {
-            format!("{} problems", r.findings.len())
+            count(r.findings.len(), "problem", "problems")
         }
     );
     o
 }
 
-/// The map without its legend line after the first use.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The map without its legend line (said once, above the planned map).
 fn body(map: &str) -> String {
     map.lines()
         .filter(|l| !l.starts_with("machine map"))
