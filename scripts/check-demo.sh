@@ -93,6 +93,11 @@ show "5. remote memory (a synthetic /proc: rank 2 on node 1, 75% of its memory o
 
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
     hold 0 yes 1; a=$pid
+    # A copy nobody can reach (the build directory and $work may not be).
+    nob=$(mktemp -d /tmp/gpuaff-nobody.XXXXXX)
+    chmod 755 "$nob"
+    install -m 755 "$gpuaff" "$nob/gpuaff"
+    gpuaff=$nob/gpuaff
     echo "=================== 6. another user's process (the check runs as nobody)"
     echo "\$ setpriv --reuid=nobody gpuaff check $a"
     setpriv --reuid=65534 --regid=65534 --clear-groups -- "$gpuaff" check "$a"
@@ -101,6 +106,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
     setpriv --reuid=65534 --regid=65534 --clear-groups -- "$gpuaff" check --json "$a"
     echo "(exit status $?)"
     stop "$a"
+    rm -rf "$nob"
 else
     echo "=================== 6. skipped: needs root and setpriv to run the check as another user"
 fi

@@ -422,14 +422,26 @@ fn as_nobody(args: &[&str]) -> Option<Run> {
         eprintln!("skipped: needs root and setpriv to run the check as another user");
         return None;
     }
-    Some(
-        Proc::new("/usr/bin/setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(env!("CARGO_BIN_EXE_gpuaff"))
-            .arg("check")
-            .args(args)
-            .run(),
-    )
+    // A copy nobody can reach: the build directory may sit under a home only root can enter.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("gpuaff-check-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let exe = dir.join("gpuaff");
+    if !exe.exists() {
+        let tmp = dir.join(format!("gpuaff.{:?}", std::thread::current().id()));
+        std::fs::copy(env!("CARGO_BIN_EXE_gpuaff"), &tmp).expect("copy gpuaff");
+        let _ = std::fs::rename(&tmp, &exe);
+    }
+    for p in [&dir, &exe] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let run = Proc::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&exe)
+        .arg("check")
+        .args(args)
+        .run();
+    Some(run)
 }
 
 #[test]
@@ -457,6 +469,8 @@ fn another_users_process_is_one_line_not_a_crash() {
     let all = as_nobody(&["--json", "--all"]).expect("ran once");
     let n = query(&all, "print(d['skipped_unreadable'] > 0)");
     assert_eq!(n, ["True"], "{}", all.describe());
+    let dir = std::env::temp_dir().join(format!("gpuaff-check-nobody-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
