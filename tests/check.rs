@@ -314,6 +314,33 @@ fn synthetic_proc(fx: &TempTree) -> std::path::PathBuf {
         &[(500, "python3", 2)],
         "01000000 default heap anon=10 dirty=10 N0=10 kernelpagesize_kB=4\n",
     );
+    // Rank 1, whose CUDA_VISIBLE_DEVICES makes its GPU physical GPU 0 (node 0), running on node 1
+    // only, on CPUs no other rank here uses; rank 1 of pid 500 is on another GPU: no clash.
+    proc_(
+        600,
+        uid,
+        &format!("{}CUDA_VISIBLE_DEVICES=1,0,2,3\0", env(1)),
+        "6-7",
+        &[(600, "python3", 7)],
+        "",
+    );
+    // An environment the library rejects, and a plan that cannot be made.
+    proc_(
+        700,
+        uid,
+        &format!("{}GPU_AFFINITY_MODE=bogus\0", env(1)),
+        "0-15",
+        &[(700, "python3", 0)],
+        "",
+    );
+    proc_(
+        800,
+        uid,
+        "LOCAL_RANK=0\0GPU_AFFINITY_FSROOT=/nonexistent/fsroot\0",
+        "0-15",
+        &[(800, "python3", 0)],
+        "",
+    );
     w("sys/kernel/numa_balancing", "1\n");
     dir
 }
@@ -349,7 +376,29 @@ fn a_synthetic_proc_with_remote_memory() {
     assert_eq!(json.code(), Some(1));
     assert_eq!(
         query(&json, FINDINGS),
-        ["remote_memory 100", "mempolicy 500"]
+        [
+            "remote_memory 100",
+            "mempolicy 500",
+            "off_gpu 600",
+            "bad_environment 700",
+            "no_plan 800"
+        ]
+    );
+    let off = message(&text, "rank 1 (pid 600");
+    let want = format!(
+        "rank 1 (pid 600, python3): not on its GPU's CPUs at all: it runs on CPUs 6-7; GPU 1 ({}) is local to CPUs 0-3,8-11, the plan is ",
+        fx.spec.gpus[0].pci_bus_id
+    );
+    assert!(off.trim().starts_with(&want), "{off}");
+    assert!(
+        message(&text, "(pid 700").contains("GPU_AFFINITY_MODE"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        message(&text, "(pid 800").contains("its plan cannot be made"),
+        "{}",
+        text.stdout
     );
     assert!(
         message(&text, "rank 1 (pid 500").ends_with(
@@ -364,7 +413,7 @@ fn a_synthetic_proc_with_remote_memory() {
             &json,
             "print(*sorted((p['pid'], p['found_by']) for p in d['processes']))"
         ),
-        ["(100, 'environment') (200, 'environment') (300, 'GPU device') (500, 'environment')"]
+        ["(100, 'environment') (200, 'environment') (300, 'GPU device') (500, 'environment') (600, 'environment') (700, 'environment') (800, 'environment')"]
     );
     assert_eq!(
         query(&json, "p=d['processes'][0]; m=p['memory']; print(p['planned'], p['threads_in'], m['local_percent'], m['remote_bytes'], m['anon_bytes_by_node'], m['policy'], d['numa_balancing'])"),
@@ -379,7 +428,7 @@ fn a_synthetic_proc_with_remote_memory() {
     );
     let all = check(&["--json", "--all", "--proc", pd]);
     let pids = query(&all, "print(*sorted(p['pid'] for p in d['processes']))");
-    assert_eq!(pids, ["100 200 300 400 500"]);
+    assert_eq!(pids, ["100 200 300 400 500 600 700 800"]);
     // Named: only those, whatever they are; one without a rank says so.
     let named = check(&["--json", "--proc", pd, "200", "300"]);
     assert_eq!(query(&named, FINDINGS), ["no_rank 300"]);

@@ -72,7 +72,7 @@ pub enum Kind {
     ThreadsOutside,
     /// Two ranks whose plans are disjoint share CPUs.
     Overlap,
-    /// Two unrelated processes claim the same local rank (and so the same GPU and CPUs).
+    /// Two unrelated processes claim the same local rank on the same GPU (and so the same CPUs).
     SameRank,
     /// Most of its memory is on nodes away from its CPUs and GPU.
     RemoteMemory,
@@ -814,7 +814,7 @@ fn cross_check(ck: &mut Checker, report: &mut Report) {
             };
             let shared = a.actual.intersection(&b.actual);
             let related = ck.is_ancestor(a.pid, b.pid) || ck.is_ancestor(b.pid, a.pid);
-            if a.rank == b.rank && !related {
+            if a.rank == b.rank && pa.pci_bus_id == pb.pci_bus_id && !related {
                 found.push(Finding {
                     kind: Kind::SameRank,
                     pids: vec![a.pid, b.pid],
