@@ -16,6 +16,10 @@ pub fn cmd_check(args: &[String]) -> Result<ExitCode, Fail> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--help" | "-h" => {
+                println!("{}", super::USAGE);
+                return Ok(ExitCode::SUCCESS);
+            }
             "--all" => all = true,
             "--json" => json = true,
             "--proc" => {
