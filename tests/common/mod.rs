@@ -42,6 +42,10 @@ fn check_fresh(so: &Path) {
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
+                // The command's sources (src/bin) are not part of the library.
+                if p.ends_with("src/bin") {
+                    continue;
+                }
                 newest(&p, best);
             } else if p.extension().is_some_and(|x| x == "rs") {
                 if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
