@@ -14,11 +14,7 @@ pub fn gettid() -> libc::pid_t {
     unsafe { libc::syscall(libc::SYS_gettid) as libc::pid_t }
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
+use gpuaff_core::error::last_errno as errno;
 
 /// The text of an errno value, e.g. "Invalid argument".
 pub fn os_text(errno: i32) -> String {
@@ -33,24 +29,7 @@ pub fn os_text(errno: i32) -> String {
 
 /// A thread's CPU mask (`sched_getaffinity`); tid 0 is the calling thread. Err is the errno.
 pub fn get_affinity(tid: libc::pid_t) -> std::result::Result<CpuSet, i32> {
-    // Start at 1024 CPUs and grow: the kernel wants at least nr_cpu_ids bits.
-    let mut words = 16usize;
-    loop {
-        let mut buf = vec![0u64; words];
-        // SAFETY: buf holds words*8 writable bytes.
-        let n = unsafe {
-            libc::sched_getaffinity(tid, words * 8, buf.as_mut_ptr().cast::<libc::cpu_set_t>())
-        };
-        if n == 0 {
-            return Ok(CpuSet::from_words(&buf));
-        }
-        let e = errno();
-        if e == libc::EINVAL && words < (1 << 16) {
-            words *= 2;
-            continue;
-        }
-        return Err(e);
-    }
+    gpuaff_core::sysfs::thread_mask(tid).map_err(|e| e.errno())
 }
 
 /// Sets a thread's CPU mask; tid 0 is the calling thread. Allocation-free (the pthread_create hook
@@ -186,15 +165,6 @@ const MPOL_PREFERRED: libc::c_long = 1;
 const MPOL_BIND: libc::c_long = 2;
 const MPOL_INTERLEAVE: libc::c_long = 3;
 
-pub fn membind_name(m: MemBind) -> &'static str {
-    match m {
-        MemBind::None => "none",
-        MemBind::Preferred => "preferred",
-        MemBind::Bind => "bind",
-        MemBind::Interleave => "interleave",
-    }
-}
-
 /// `set_mempolicy` for the calling thread (threads inherit it when they are created). `None` restores
 /// the default policy. Allocation-free. Err is the errno.
 pub fn set_mempolicy(policy: MemBind, nodes: &CpuSet) -> std::result::Result<(), i32> {
@@ -229,7 +199,7 @@ pub fn apply_membind(want: MemBind, nodes: &CpuSet, warnings: &mut Warnings) -> 
         if nodes.is_empty() {
             warnings.push(format!(
                 "GPU_AFFINITY_MEMBIND={}: the plan names no NUMA node; the memory policy is left alone",
-                membind_name(want)
+                want.name()
             ));
             return MemBind::None;
         }
@@ -242,9 +212,9 @@ pub fn apply_membind(want: MemBind, nodes: &CpuSet, warnings: &mut Warnings) -> 
                 };
                 warnings.push(format!(
                     "set_mempolicy({} on nodes {nodes}) refused: {}; using {} instead",
-                    membind_name(policy),
+                    policy.name(),
                     os_text(e),
-                    membind_name(weaker)
+                    weaker.name()
                 ));
                 policy = weaker;
             }

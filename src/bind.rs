@@ -9,12 +9,14 @@
 //! started with, and the binding). A child whose own mask at start equals the recorded binding treats
 //! the recorded original as its starting mask, so its own rank's CPUs are planned within the parent's
 //! original allowed set (the kernel lets it widen within the cgroup). A child whose mask is anything
-//! else (someone narrowed it on purpose) starts from its own mask. The variable is internal: users do
-//! not set it. Only the constructor records it (it runs before any other thread could read the
+//! else (someone narrowed it on purpose) starts from its own mask. A process with no record whose
+//! mask is a launcher's own binding (see `launcher`) starts from the hard limits instead. The
+//! variable is internal: users do not set it. Only the constructor records it (it runs before any other thread could read the
 //! environment); an explicit `gpu_affinity_set` does not touch the environment, so children of a
 //! process bound that way start from the narrowed mask.
 
 use crate::apply;
+use crate::launcher::{self, Found, Policy};
 use crate::msg::Warnings;
 use gpuaff_core::{AllowedFrom, CpuSet, Error, MemBind, Mode, RankPlan, Request, Result, Threads};
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -76,8 +78,6 @@ fn affinity_attr(cpus: &CpuSet) -> Option<Box<libc::pthread_attr_t>> {
 }
 
 static ACTIVE: AtomicPtr<Binding> = AtomicPtr::new(std::ptr::null_mut());
-/// The process's mask before gpuaff first bound it (or the inherited original).
-static ORIGINAL: OnceLock<CpuSet> = OnceLock::new();
 
 /// The binding in force, if any. Lock-free (fork-safe).
 pub fn active() -> Option<&'static Binding> {
@@ -98,9 +98,21 @@ pub fn parse_inherited(value: &str) -> Option<(CpuSet, CpuSet)> {
     (!orig.is_empty() && !bound.is_empty()).then_some((orig, bound))
 }
 
-/// The mask the process started from, and the masks gpuaff considers its own (a thread with any other
-/// mask was narrowed by someone else and is left alone).
-fn starting_masks() -> Result<(CpuSet, Vec<CpuSet>)> {
+/// Where a process's plan starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Start {
+    /// From this mask (the process's own at start, or the one a gpuaff parent recorded).
+    Mask(CpuSet),
+    /// From the hard limits (online CPUs and the cgroup cpuset, within the launcher's CPUs for the
+    /// whole step): the mask at start was a launcher's GPU-unaware binding, replaced (see `launcher`).
+    HardLimits { launcher_mask: CpuSet, found: Found },
+}
+
+static START: OnceLock<Start> = OnceLock::new();
+
+/// Where the process starts from, and the masks gpuaff considers its own (a thread with any other
+/// mask was narrowed by someone else and is left alone). The start is decided once per process.
+fn starting_masks() -> Result<(Start, Vec<CpuSet>)> {
     // SAFETY: getpid cannot fail.
     let main = unsafe { libc::getpid() };
     let current = apply::get_affinity(main)
@@ -112,28 +124,40 @@ fn starting_masks() -> Result<(CpuSet, Vec<CpuSet>)> {
             )
         })?;
     let mut ours = Vec::new();
-    let original = match ORIGINAL.get() {
-        Some(o) => o.clone(),
+    let start = match START.get() {
+        Some(s) => s.clone(),
         None => {
-            let inherited = std::env::var(INHERITED_VAR)
-                .ok()
-                .and_then(|v| parse_inherited(&v));
-            let original = match inherited {
-                Some((orig, bound)) if bound == current => {
+            let env = crate::preload::env_lookup;
+            let inherited = env(INHERITED_VAR).map(|v| parse_inherited(&v));
+            let start = match inherited {
+                Some(Some((orig, bound))) if bound == current => {
                     ours.push(bound);
-                    orig
+                    Start::Mask(orig)
                 }
-                _ => current.clone(),
+                // A gpuaff parent already dealt with the launcher (see `launcher`).
+                Some(_) => Start::Mask(current.clone()),
+                None => match launcher::detect(&env, &current) {
+                    Some(found) if launcher::policy(&env)? == Policy::Replace => {
+                        Start::HardLimits {
+                            launcher_mask: current.clone(),
+                            found,
+                        }
+                    }
+                    _ => Start::Mask(current.clone()),
+                },
             };
-            ORIGINAL.get_or_init(|| original).clone()
+            START.get_or_init(|| start).clone()
         }
     };
-    ours.push(original.clone());
+    match &start {
+        Start::Mask(m) => ours.push(m.clone()),
+        Start::HardLimits { launcher_mask, .. } => ours.push(launcher_mask.clone()),
+    }
     ours.push(current);
     if let Some(b) = active() {
         ours.push(b.cpus.clone());
     }
-    Ok((original, ours))
+    Ok((start, ours))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,18 +174,46 @@ pub struct Outcome {
     pub applied: bool,
     pub membind: MemBind,
     pub warnings: Warnings,
-    /// The mask the process started from (for GPU_AFFINITY_INHERITED).
+    /// Notes for verbose mode only (a launcher's binding replaced).
+    pub notes: Vec<String>,
+    /// The mask the process started from (for GPU_AFFINITY_INHERITED): the hard limits when a
+    /// launcher's binding was replaced.
     pub original: CpuSet,
 }
 
-/// Where the allowed set starts (DESIGN.md): on this machine, the process's original mask; under a
-/// foreign fsroot (a snapshot, a fixture), the snapshot's cgroup cpuset or its online CPUs — the plan
-/// is the snapshot's, and CPUs this machine lacks then fail at apply time with a clear message.
-fn allowed_from(req: &Request, original: &CpuSet) -> AllowedFrom {
-    if req.fsroot == std::path::Path::new("/") {
-        AllowedFrom::Process(original.clone())
-    } else {
-        AllowedFrom::Snapshot
+/// Where the allowed set starts (see the README): on this machine, the process's original mask (or, when
+/// that was a launcher's binding, the launcher's CPUs for the whole step where it says, else the
+/// online CPUs, narrowed by the cgroup cpuset either way); under a foreign
+/// fsroot (a snapshot), the snapshot's cgroup cpuset or its online CPUs — the plan is the snapshot's,
+/// and CPUs this machine lacks then fail at apply time with a clear message. A fixture tree whose
+/// CPUs all exist on this machine counts as this machine, so that tests see what a real node does.
+fn allowed_from(req: &Request, start: &Start) -> AllowedFrom {
+    if !behaves_like_this_machine(&req.fsroot) {
+        return AllowedFrom::Snapshot;
+    }
+    match start {
+        Start::Mask(m) => AllowedFrom::Process(m.clone()),
+        Start::HardLimits { found, .. } => match &found.within {
+            Some(step) => AllowedFrom::Process(step.clone()),
+            None => AllowedFrom::Snapshot,
+        },
+    }
+}
+
+/// True for `/`, and for a tree whose online CPUs are all online here.
+fn behaves_like_this_machine(fsroot: &std::path::Path) -> bool {
+    if fsroot == std::path::Path::new("/") {
+        return true;
+    }
+    let online = |root: &std::path::Path| {
+        gpuaff_core::Fs::new(root)
+            .read_list("sys/devices/system/cpu/online")
+            .ok()
+            .flatten()
+    };
+    match (online(fsroot), online(std::path::Path::new("/"))) {
+        (Some(tree), Some(here)) => !tree.is_empty() && tree.is_subset(&here),
+        _ => false,
     }
 }
 
@@ -170,10 +222,31 @@ fn allowed_from(req: &Request, original: &CpuSet) -> AllowedFrom {
 /// the calling thread's CPU mask is restored before returning).
 pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
     let mut warnings = Warnings::default();
-    let (original, ours) = starting_masks()?;
+    let (start, ours) = starting_masks()?;
     // Reads only what this mode needs; re-plans on the whole machine when that cannot vouch.
-    let session = gpuaff_core::session::plan_for_process(req, allowed_from(req, &original))?;
+    let session = gpuaff_core::session::plan_for_process(req, allowed_from(req, &start))?;
     warnings.extend(session.warnings.iter().cloned());
+    let mut notes = Vec::new();
+    let original = match start {
+        Start::Mask(m) => m,
+        Start::HardLimits {
+            launcher_mask,
+            found,
+        } => {
+            let allowed = &session.machine.topology.allowed;
+            if launcher_mask != *allowed {
+                notes.push(format!(
+                "{} bound this process to CPUs {launcher_mask} ({}), which knows nothing of GPUs; \
+                 planning within CPUs {} instead ({}=keep keeps the launcher's binding)",
+                    found.launcher,
+                    found.mark,
+                    allowed,
+                    launcher::LAUNCHER_BINDING_VAR
+                ));
+            }
+            allowed.clone()
+        }
+    };
     let plan = session.plan;
     if req.strict && plan.fallback {
         return Err(Error::unplannable(format!(
@@ -189,6 +262,7 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
         applied: false,
         membind: MemBind::None,
         warnings,
+        notes,
         original,
     };
     if effect == Effect::PlanOnly || req.dry_run || outcome.plan.cpus.is_empty() {
@@ -210,7 +284,7 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
             libc::EPERM,
             format!(
                 "the kernel refused memory policy {} on nodes {mems}",
-                apply::membind_name(req.membind)
+                req.membind.name()
             ),
         ));
     }
@@ -278,7 +352,7 @@ pub fn verbose_line(o: &Outcome, mode: Mode, pid: u32) -> String {
     );
     if o.membind != MemBind::None {
         s.push_str(", membind ");
-        s.push_str(apply::membind_name(o.membind));
+        s.push_str(o.membind.name());
     }
     if !o.applied {
         s.push_str(", dry run");
@@ -307,6 +381,7 @@ mod tests {
             applied,
             membind,
             warnings: Warnings::default(),
+            notes: vec![],
             original: CpuSet::range(0, 255),
         }
     }

@@ -247,6 +247,9 @@ unsafe fn run(o: *const Options, cpus: *mut c_int, cpus_len: c_int, effect: Effe
         if effect == Effect::Apply {
             outcome.warnings.print();
             if req.verbose {
+                for n in &outcome.notes {
+                    msg::line(n);
+                }
                 msg::line(&bind::verbose_line(
                     &outcome,
                     req.plan.mode,

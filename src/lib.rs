@@ -7,5 +7,6 @@
 mod apply;
 mod bind;
 mod ffi;
+mod launcher;
 mod msg;
 mod preload;

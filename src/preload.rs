@@ -87,16 +87,31 @@ pub fn on_load() {
     }
     match bind::bind(&req, Effect::Apply) {
         Ok(outcome) => {
-            outcome.warnings.print();
+            // Read before any setenv: a host that brings its own setenv/getenv (bash) answers
+            // getenv from its own table once setenv has created it.
+            let parent_report = env_lookup(REPORTED_VAR);
             if outcome.applied {
                 record_inherited(&outcome.original, &outcome.plan.cpus);
             }
+            // Once per binding: a child whose binding (and verbosity) equals what its parent already
+            // reported stays quiet; a new binding or another rank prints.
+            let report = reported_key(&outcome, &req);
+            if parent_report.as_deref() == Some(report.as_str()) {
+                return;
+            }
+            outcome.warnings.print();
             if req.verbose {
+                for n in &outcome.notes {
+                    msg::line(n);
+                }
                 msg::line(&bind::verbose_line(
                     &outcome,
                     req.plan.mode,
                     std::process::id(),
                 ));
+            }
+            if req.verbose || !outcome.warnings.is_empty() {
+                set_env(REPORTED_VAR, &report);
             }
         }
         // A CPU-only machine or process is not a problem to report: stay quiet unless asked.
@@ -109,14 +124,28 @@ pub fn on_load() {
     }
 }
 
+/// Internal: what this process reported about its binding (see `reported_key`), for its children.
+pub const REPORTED_VAR: &str = "GPU_AFFINITY_REPORTED";
+
+/// The verbose line without its pid, and whether it was printed: equal keys mean a child would print
+/// exactly what its parent already printed.
+fn reported_key(outcome: &bind::Outcome, req: &Request) -> String {
+    let line = bind::verbose_line(outcome, req.plan.mode, 0);
+    let line = line.strip_suffix(" (pid 0)").unwrap_or(&line);
+    format!("{}{line}", if req.verbose { "v:" } else { "w:" })
+}
+
 /// Records the original mask and the binding for children (see `bind`'s module documentation).
-/// The constructor runs before main, so no other thread reads the environment concurrently.
 fn record_inherited(original: &gpuaff_core::CpuSet, bound: &gpuaff_core::CpuSet) {
-    let value = format!("{}/{}", original.to_list(), bound.to_list());
-    if let (Ok(name), Ok(value)) = (
-        std::ffi::CString::new(INHERITED_VAR),
-        std::ffi::CString::new(value),
-    ) {
+    set_env(
+        INHERITED_VAR,
+        &format!("{}/{}", original.to_list(), bound.to_list()),
+    );
+}
+
+/// The constructor runs before main, so no other thread reads the environment concurrently.
+fn set_env(name: &str, value: &str) {
+    if let (Ok(name), Ok(value)) = (std::ffi::CString::new(name), std::ffi::CString::new(value)) {
         // SAFETY: valid C strings; single-threaded at this point.
         unsafe { libc::setenv(name.as_ptr(), value.as_ptr(), 1) };
     }

@@ -304,6 +304,10 @@ fn synthetic_proc(fx: &TempTree) -> std::path::PathBuf {
     );
     std::fs::create_dir_all(dir.join("300/fd")).unwrap();
     std::os::unix::fs::symlink("/dev/nvidia0", dir.join("300/fd/3")).unwrap();
+    // A ROCm process holds /dev/kfd.
+    proc_(310, uid, "PATH=/bin\0", "0-15", &[(310, "python3", 3)], "");
+    std::fs::create_dir_all(dir.join("310/fd")).unwrap();
+    std::os::unix::fs::symlink("/dev/kfd", dir.join("310/fd/5")).unwrap();
     proc_(400, other, &env(3), "6-7,14-15", &[(400, "python3", 6)], "");
     // Rank 1 asked for a bound memory policy; its mappings show none.
     proc_(
@@ -364,7 +368,7 @@ fn a_synthetic_proc_with_remote_memory() {
     );
     assert!(
         text.stdout.contains(
-            "pid 300 (python3) holds an NVIDIA device but has no local rank variable: not judged"
+            "pid 300 (python3) holds a GPU device but has no local rank variable: not judged"
         ),
         "{}",
         text.stdout
@@ -413,7 +417,7 @@ fn a_synthetic_proc_with_remote_memory() {
             &json,
             "print(*sorted((p['pid'], p['found_by']) for p in d['processes']))"
         ),
-        ["(100, 'environment') (200, 'environment') (300, 'GPU device') (500, 'environment') (600, 'environment') (700, 'environment') (800, 'environment')"]
+        ["(100, 'environment') (200, 'environment') (300, 'GPU device') (310, 'GPU device') (500, 'environment') (600, 'environment') (700, 'environment') (800, 'environment')"]
     );
     assert_eq!(
         query(&json, "p=d['processes'][0]; m=p['memory']; print(p['planned'], p['threads_in'], m['local_percent'], m['remote_bytes'], m['anon_bytes_by_node'], m['policy'], d['numa_balancing'])"),
@@ -428,7 +432,7 @@ fn a_synthetic_proc_with_remote_memory() {
     );
     let all = check(&["--json", "--all", "--proc", pd]);
     let pids = query(&all, "print(*sorted(p['pid'] for p in d['processes']))");
-    assert_eq!(pids, ["100 200 300 400 500 600 700 800"]);
+    assert_eq!(pids, ["100 200 300 310 400 500 600 700 800"]);
     // Named: only those, whatever they are; one without a rank says so.
     let named = check(&["--json", "--proc", pd, "200", "300"]);
     assert_eq!(query(&named, FINDINGS), ["no_rank 300"]);

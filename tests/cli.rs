@@ -56,7 +56,7 @@ fn plan_json_matches_the_worked_example() {
         assert_eq!(run.code(), Some(0), "{mode}\n{}", run.describe());
         assert_eq!(cpulists(&run), want, "{mode}");
     }
-    // CUDA_VISIBLE_DEVICES applies as for the shim (MODES.md: two ranks on GPUs 2,3).
+    // CUDA_VISIBLE_DEVICES applies as for the shim (docs/MODES.md: two ranks on GPUs 2,3).
     let run = gpuaff()
         .env("CUDA_VISIBLE_DEVICES", "2,3")
         .args(["plan", "--json", "--mode", "exclusive", "--fsroot"])
@@ -240,4 +240,52 @@ fn visible_device_warnings_appear_once() {
             run.describe()
         );
     }
+}
+
+/// AMD GPUs: ROCm's order and ROCR_VISIBLE_DEVICES, then HIP_VISIBLE_DEVICES over what ROCr left,
+/// on the MI300X (2 sockets x 96 cores, SMT2, 4 GPUs per socket) and MI300A (4 APUs) fixtures.
+#[test]
+fn amd_plans_follow_rocm_visibility() {
+    let plan = |machine: &str, vars: &[(&str, &str)]| {
+        let fx = fixture(machine);
+        let run = gpuaff()
+            .envs(vars)
+            .args(["plan", "--json", "--fsroot"])
+            .arg(fx.path())
+            .run();
+        assert_eq!(
+            run.code(),
+            Some(0),
+            "{machine} {vars:?}\n{}",
+            run.describe()
+        );
+        cpulists(&run)
+    };
+    let all = plan("mi300x", &[]);
+    assert_eq!(all.len(), 8);
+    assert_eq!(all[0], "0-23,192-215");
+    assert_eq!(all[5], "120-143,312-335");
+    assert_eq!(
+        plan("mi300x", &[("ROCR_VISIBLE_DEVICES", "4,5")]),
+        ["96-143,288-335", "144-191,336-383"]
+    );
+    assert_eq!(
+        plan(
+            "mi300x",
+            &[
+                ("ROCR_VISIBLE_DEVICES", "4,5"),
+                ("HIP_VISIBLE_DEVICES", "1")
+            ]
+        ),
+        ["96-191,288-383"]
+    );
+    assert_eq!(
+        plan("mi300a", &[("HIP_VISIBLE_DEVICES", "2,0")]),
+        ["48-71,144-167", "0-23,96-119"]
+    );
+    // HIP reads CUDA_VISIBLE_DEVICES when HIP_VISIBLE_DEVICES is unset.
+    assert_eq!(
+        plan("mi300a", &[("CUDA_VISIBLE_DEVICES", "3")]),
+        ["72-95,168-191"]
+    );
 }

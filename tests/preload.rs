@@ -399,3 +399,36 @@ fn python_multiprocessing_children_end_on_their_rank() {
     }
     assert!(run.stdout.ends_with("done\n"), "{}", run.describe());
 }
+
+/// AMD GPUs through the same shim: on a 2-CPU fixture whose KFD (ROCm) order is the reverse of the
+/// bus order, rank 0 uses ROCm's GPU 0 (bus 42, node 1: CPU 1); ROCR_VISIBLE_DEVICES=1 gives it the
+/// other GPU (CPU 0). Every thread of python3 is read back.
+#[test]
+fn amd_gpus_bind_in_rocm_order() {
+    require_cpus_0_and_1();
+    let fx = fixture("two-apu-split");
+    for (vars, want) in [
+        (vec![], "1"),
+        (vec![("ROCR_VISIBLE_DEVICES", "1")], "0"),
+        (vec![("HIP_VISIBLE_DEVICES", "1")], "0"),
+        (
+            vec![
+                ("ROCR_VISIBLE_DEVICES", "1,0"),
+                ("HIP_VISIBLE_DEVICES", "1"),
+            ],
+            "1",
+        ),
+    ] {
+        let run = Proc::new("python3")
+            .arg(root().join("tests/py/threads.py"))
+            .preload()
+            .env("GPU_AFFINITY_FSROOT", fx.path())
+            .env("LOCAL_RANK", "0")
+            .envs(&vars)
+            .run();
+        assert_eq!(run.code(), Some(0), "{vars:?}\n{}", run.describe());
+        assert_eq!(run.stderr, "", "{vars:?}: a quiet binding prints nothing");
+        assert!(run.tasks().len() >= 6, "{}", run.describe());
+        assert_all_tasks(&run, want, &[]);
+    }
+}

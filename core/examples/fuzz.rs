@@ -533,6 +533,7 @@ fn sysfs_invariants(root: &std::path::Path) -> Result<Option<String>, ()> {
     let visible = Visible {
         gpus: (0..m.gpus.len()).collect(),
         warnings: vec![],
+        none_by: None,
     };
     for mode in Mode::ALL.iter().copied().filter(|&m| m != Mode::Map) {
         let o = PlanOptions {

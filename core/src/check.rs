@@ -37,7 +37,7 @@ pub struct Selection {
     /// Named on the command line: checked whatever they are.
     pub pids: Vec<u32>,
     /// Also find the job's processes: those carrying a local rank variable or `GPU_AFFINITY_INHERITED`,
-    /// or holding `/dev/nvidia*` open.
+    /// or holding `/dev/nvidia*` or `/dev/kfd` open.
     pub discover: bool,
     /// Discover among every user's processes (that can be read), not only `uid`'s.
     pub everyone: bool,
@@ -385,7 +385,7 @@ pub fn check(pfs: &ProcFs, sel: &Selection) -> Report {
                 picked.push((pid, "environment"));
             } else if nvml_pids.contains(&pid) {
                 picked.push((pid, "NVML"));
-            } else if pfs.holds_nvidia(pid).ok().flatten() == Some(true) {
+            } else if pfs.holds_gpu_device(pid).ok().flatten() == Some(true) {
                 picked.push((pid, "GPU device"));
             }
         }
@@ -403,7 +403,7 @@ pub fn check(pfs: &ProcFs, sel: &Selection) -> Report {
             let how = if p.found_by == "NVML" {
                 "is a compute process on a GPU (NVML)"
             } else {
-                "holds an NVIDIA device"
+                "holds a GPU device"
             };
             report.notes.push(format!(
                 "pid {} ({}) {how} but has no local rank variable: not judged",

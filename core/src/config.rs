@@ -4,6 +4,7 @@
 
 use crate::cpuset::CpuSet;
 use crate::error::Error;
+use crate::gpu::DeviceEnv;
 use crate::names::named;
 use crate::plan::{Cores, Mode, PlanOptions};
 use std::path::PathBuf;
@@ -32,9 +33,17 @@ pub enum Source {
     Nvml,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VendorChoice {
+    #[default]
+    Auto,
+    Nvidia,
+    Amd,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
-    /// The local rank (LOCAL_RANK, then the launcher variables of DESIGN.md); None: nothing to do.
+    /// The local rank (LOCAL_RANK, then the launcher variables the README lists); None: nothing to do.
     pub rank: Option<usize>,
     /// GPU_AFFINITY_GPU: which visible GPU this process uses.
     pub gpu: Option<usize>,
@@ -47,8 +56,10 @@ pub struct Request {
     pub source: Source,
     pub nvml_lib: Option<PathBuf>,
     pub fsroot: PathBuf,
-    pub cuda_visible_devices: Option<String>,
-    pub cuda_device_order: Option<String>,
+    /// GPU_AFFINITY_VENDOR: whose GPUs the process uses (`auto`: see `machine`'s vendor rule).
+    pub vendor: VendorChoice,
+    /// Every vendor's visible-device variables (CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, ...).
+    pub devices: DeviceEnv,
 }
 
 impl Default for Request {
@@ -65,8 +76,8 @@ impl Default for Request {
             source: Source::Auto,
             nvml_lib: None,
             fsroot: PathBuf::from("/"),
-            cuda_visible_devices: None,
-            cuda_device_order: None,
+            vendor: VendorChoice::Auto,
+            devices: DeviceEnv::default(),
         }
     }
 }
@@ -157,8 +168,9 @@ pub fn parse_map(name: &str, value: &str) -> crate::Result<Vec<CpuSet>> {
 named!(MemBind, "GPU_AFFINITY_MEMBIND", None => "none", Preferred => "preferred", Bind => "bind", Interleave => "interleave");
 named!(Threads, "GPU_AFFINITY_THREADS", Inherit => "inherit", Off => "off");
 named!(Source, "GPU_AFFINITY_SOURCE", Auto => "auto", Sysfs => "sysfs", Nvml => "nvml");
+named!(VendorChoice, "GPU_AFFINITY_VENDOR", Auto => "auto", Nvidia => "nvidia", Amd => "amd");
 
-/// The local rank from LOCAL_RANK or, in DESIGN.md's order, the launchers' variables. Cheap: the
+/// The local rank from LOCAL_RANK or, in the README's order, the launchers' variables. Cheap: the
 /// constructor calls this first and returns at once on `Ok(None)`.
 pub fn local_rank(env: Env) -> crate::Result<Option<usize>> {
     for name in LOCAL_RANK_VARS {
@@ -180,7 +192,7 @@ pub fn local_size(env: Env) -> crate::Result<Option<usize>> {
 }
 
 impl Request {
-    /// Every variable of DESIGN.md's environment table.
+    /// Every variable of the README's environment table.
     pub fn from_env(env: Env) -> crate::Result<Request> {
         let flag = |name: &str, default: bool| -> crate::Result<bool> {
             get(env, name).map_or(Ok(default), |v| parse_bool(name, &v))
@@ -226,9 +238,10 @@ impl Request {
             nvml_lib: get(env, "GPU_AFFINITY_NVML_LIB").map(PathBuf::from),
             fsroot: get(env, "GPU_AFFINITY_FSROOT")
                 .map_or_else(|| PathBuf::from("/"), PathBuf::from),
-            // Set but empty means "no GPU", as CUDA reads it.
-            cuda_visible_devices: env("CUDA_VISIBLE_DEVICES"),
-            cuda_device_order: get(env, "CUDA_DEVICE_ORDER"),
+            vendor: get(env, "GPU_AFFINITY_VENDOR")
+                .map_or(Ok(VendorChoice::default()), |v| VendorChoice::parse(&v))?,
+            // Set but empty means "no GPU" to CUDA and ROCr: kept as set.
+            devices: DeviceEnv::from_env(env),
         })
     }
 }
@@ -478,11 +491,11 @@ mod tests {
             Some(PathBuf::from("/opt/nvidia/libnvidia-ml.so.1"))
         );
         assert_eq!(r.fsroot, PathBuf::from("/snap/dgx"));
-        assert_eq!(r.cuda_visible_devices.as_deref(), Some("2,GPU-abc"));
-        assert_eq!(r.cuda_device_order.as_deref(), Some("PCI_BUS_ID"));
+        assert_eq!(r.devices.get("CUDA_VISIBLE_DEVICES"), Some("2,GPU-abc"));
+        assert_eq!(r.devices.get("CUDA_DEVICE_ORDER"), Some("PCI_BUS_ID"));
         // Empty CUDA_VISIBLE_DEVICES means no GPU, unlike every other variable.
         let r = req(&[("CUDA_VISIBLE_DEVICES", ""), ("GPU_AFFINITY_FSROOT", "")]).unwrap();
-        assert_eq!(r.cuda_visible_devices.as_deref(), Some(""));
+        assert_eq!(r.devices.get("CUDA_VISIBLE_DEVICES"), Some(""));
         assert_eq!(r.fsroot, PathBuf::from("/"));
     }
 }

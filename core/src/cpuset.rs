@@ -311,7 +311,8 @@ impl CpuSet {
     }
 }
 
-fn clean(text: &str) -> &str {
+/// Text without trailing NULs and surrounding whitespace (as sysfs and procfs files end).
+pub fn clean(text: &str) -> &str {
     text.trim_matches(|c: char| c == '\0' || c.is_whitespace())
 }
 

@@ -154,6 +154,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The calling thread's `errno` after a failed system call (EIO when there is none).
+pub fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,8 @@
 //!
 //! Data flows one way: `Request` (config) → `Machine` (topology + GPUs) → `Plan` → apply or report.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod check;
 pub mod config;
 pub mod cpuset;
@@ -11,7 +13,6 @@ pub mod error;
 pub mod gpu;
 pub mod machine;
 mod names;
-pub mod nvml;
 pub mod nvml_procs;
 pub mod plan;
 pub mod procfs;
@@ -24,7 +25,7 @@ pub mod topology;
 pub use config::{MemBind, Request, Source, Threads};
 pub use cpuset::CpuSet;
 pub use error::{Error, ErrorKind, Result};
-pub use gpu::{DeviceOrder, Gpu, Visible};
+pub use gpu::{nvml, DeviceEnv, DeviceOrder, Gpu, Vendor, Visible};
 pub use machine::Machine;
 pub use plan::{Cores, Mode, Plan, PlanOptions, RankPlan};
 pub use sysfs::Fs;

@@ -1,8 +1,8 @@
 //! `Machine`: the topology and the GPUs, read once, by one loader, reading what a plan needs.
 
-use crate::config::{Request, Source};
+use crate::config::{Request, Source, VendorChoice};
 use crate::cpuset::CpuSet;
-use crate::gpu::{Gpu, GpuReads};
+use crate::gpu::{self, Gpu, GpuReads, GpuSource, Vendor};
 use crate::plan::{Need, NeedScope};
 use crate::sysfs::Fs;
 use crate::topology::{AllowedFrom, Base, NodeFacts, Topology, Want};
@@ -40,7 +40,7 @@ impl Machine {
     /// then.
     pub fn load_for(req: &Request, allowed: AllowedFrom, need: Need) -> crate::Result<Machine> {
         let fs = Fs::new(&req.fsroot);
-        Self::load_fs(&fs, req, allowed, &need, &|lib| crate::nvml::discover(lib))
+        Self::load_fs(&fs, req, allowed, &need, &|lib| gpu::nvml::discover(lib))
     }
 
     /// The one loader: `load_for` over a given `Fs` and management-library query (tests give fakes).
@@ -103,7 +103,31 @@ fn want(need: &Need, base: &Base, gpus: &[Gpu]) -> Want {
     }
 }
 
-/// The GPUs from `req.source` (see `Machine::load_fs`).
+/// The vendors whose GPUs the process may use, in the order they are tried.
+///
+/// The rule: `GPU_AFFINITY_VENDOR` names one; under `auto`, a vendor whose own variables are set
+/// (`ROCR_VISIBLE_DEVICES` or `HIP_VISIBLE_DEVICES`: AMD) is the one; otherwise the first vendor with
+/// GPUs on the machine, NVIDIA first (`CUDA_VISIBLE_DEVICES` alone is read by both CUDA and HIP).
+pub fn candidates(req: &Request) -> Vec<&'static dyn GpuSource> {
+    match req.vendor {
+        VendorChoice::Nvidia => vec![gpu::source(Vendor::Nvidia)],
+        VendorChoice::Amd => vec![gpu::source(Vendor::Amd)],
+        VendorChoice::Auto => match gpu::SOURCES.iter().find(|s| s.claims(&req.devices)) {
+            Some(s) => vec![*s],
+            None => gpu::SOURCES.to_vec(),
+        },
+    }
+}
+
+/// What resolving the process's visible-device variables needs read, for every vendor it may use;
+/// checks the variables before anything is read.
+pub fn gpu_reads(req: &Request) -> crate::Result<GpuReads> {
+    candidates(req)
+        .iter()
+        .try_fold(GpuReads::NONE, |r, s| Ok(r.union(s.reads(&req.devices)?)))
+}
+
+/// The GPUs of the vendor the process uses (see `candidates`), in its runtime's order.
 fn load_gpus(
     fs: &Fs,
     req: &Request,
@@ -111,16 +135,48 @@ fn load_gpus(
     nvml: MgmtQuery,
     warnings: &mut Vec<String>,
 ) -> crate::Result<Vec<Gpu>> {
+    let mut sources = candidates(req);
+    // NVML knows NVIDIA's GPUs only.
+    if req.source == Source::Nvml {
+        sources.retain(|s| s.vendor() == Vendor::Nvidia);
+        if sources.is_empty() {
+            return Err(crate::Error::invalid(
+                "GPU_AFFINITY_SOURCE=nvml reads NVIDIA GPUs only, and GPU_AFFINITY_VENDOR=amd \
+                 (use GPU_AFFINITY_SOURCE=auto or sysfs)",
+            ));
+        }
+    }
+    for (i, src) in sources.iter().enumerate() {
+        let gpus = match src.vendor() {
+            Vendor::Nvidia => load_nvidia(fs, req, reads, nvml, warnings)?,
+            _ => src.discover(fs, reads)?,
+        };
+        if !gpus.is_empty() || i + 1 == sources.len() {
+            return Ok(gpus);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// NVIDIA's GPUs from `req.source` (see `Machine::load_fs`).
+fn load_nvidia(
+    fs: &Fs,
+    req: &Request,
+    reads: GpuReads,
+    nvml: MgmtQuery,
+    warnings: &mut Vec<String>,
+) -> crate::Result<Vec<Gpu>> {
+    let sysfs = || gpu::source(Vendor::Nvidia).discover(fs, reads);
     Ok(match req.source {
-        Source::Sysfs => crate::gpu::discover_sysfs_for(fs, reads)?,
+        Source::Sysfs => sysfs()?,
         Source::Nvml => nvml(req.nvml_lib.as_deref())?,
         Source::Auto => {
-            let sysfs = crate::gpu::discover_sysfs_for(fs, reads)?;
-            if needs_nvml(&sysfs, req.cuda_visible_devices.as_deref()) {
+            let sysfs = sysfs()?;
+            if gpu::needs_nvml(&sysfs, req.devices.get("CUDA_VISIBLE_DEVICES")) {
                 match nvml(req.nvml_lib.as_deref()) {
                     Ok(nv) if sysfs.is_empty() => nv,
                     Ok(nv) => {
-                        let (merged, w) = crate::nvml::reconcile(&sysfs, &nv);
+                        let (merged, w) = gpu::nvml::reconcile(&sysfs, &nv);
                         warnings.extend(w);
                         merged
                     }
@@ -164,27 +220,10 @@ fn gpu_scope(online: &CpuSet, nodes: &[NodeFacts], gpus: &[Gpu]) -> Option<CpuSe
     Some(scope)
 }
 
-/// True when a `CUDA_VISIBLE_DEVICES` entry is a UUID or MIG UUID that `gpus` cannot resolve.
-pub fn needs_nvml(gpus: &[Gpu], cuda_visible_devices: Option<&str>) -> bool {
-    let Some(cvd) = cuda_visible_devices else {
-        return false;
-    };
-    cvd.split(',').map(str::trim).any(|e| {
-        if !crate::gpu::entry_is_uuid(e) {
-            false
-        } else if e.starts_with("MIG-") {
-            !gpus
-                .iter()
-                .any(|g| g.migs.iter().any(|m| m.eq_ignore_ascii_case(e)))
-        } else {
-            gpus.iter().any(|g| g.uuid.is_none())
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::needs_nvml;
     use crate::plan::{need, need_for, Cores, Mode, PlanOptions};
     use crate::sysfs::TestFs;
     use std::cell::Cell;
@@ -197,6 +236,11 @@ mod tests {
             .file("sys/bus/pci/devices/0000:07:00.0/class", "0x030200\n")
             .file("sys/bus/pci/devices/0000:07:00.0/local_cpulist", "0-3\n");
         t
+    }
+
+    /// `Machine::load_fs` of everything, from the snapshot's online CPUs.
+    fn full(fs: &Fs, req: &Request, nvml: MgmtQuery) -> crate::Result<Machine> {
+        Machine::load_fs(fs, req, AllowedFrom::Snapshot, &Need::everything(), nvml)
     }
 
     fn nvml_gpu() -> Gpu {
@@ -217,32 +261,18 @@ mod tests {
         };
         let mut req = Request {
             fsroot: t.root.clone(),
-            cuda_visible_devices: Some("0".into()),
+            devices: crate::gpu::DeviceEnv::default().with("CUDA_VISIBLE_DEVICES", "0"),
             ..Request::default()
         };
-        let m = Machine::load_fs(
-            &t.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &nvml,
-        )
-        .unwrap();
+        let m = full(&t.fs(), &req, &nvml).unwrap();
         assert_eq!(calls.get(), 0);
         assert_eq!(m.gpus.len(), 1);
         assert!(m.warnings.is_empty());
         assert!(m.files_read > 0);
 
         // A UUID that sysfs cannot resolve (no procfs identity): NVML is asked; it fails: warn.
-        req.cuda_visible_devices = Some("GPU-1234".into());
-        let m = Machine::load_fs(
-            &t.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &nvml,
-        )
-        .unwrap();
+        req.devices.set("CUDA_VISIBLE_DEVICES", "GPU-1234");
+        let m = full(&t.fs(), &req, &nvml).unwrap();
         assert_eq!(calls.get(), 1);
         assert_eq!(m.gpus.len(), 1);
         assert!(
@@ -254,14 +284,7 @@ mod tests {
         // No GPU in sysfs is not a reason to load NVML.
         let bare = TestFs::new("nogpu");
         bare.file("sys/devices/system/cpu/online", "0-3\n");
-        let m = Machine::load_fs(
-            &bare.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &nvml,
-        )
-        .unwrap();
+        let m = full(&bare.fs(), &req, &nvml).unwrap();
         assert_eq!(calls.get(), 1);
         assert!(m.gpus.is_empty());
     }
@@ -273,38 +296,17 @@ mod tests {
         let mut req = Request {
             fsroot: t.root.clone(),
             source: Source::Nvml,
-            cuda_visible_devices: Some("GPU-1234".into()),
+            devices: crate::gpu::DeviceEnv::default().with("CUDA_VISIBLE_DEVICES", "GPU-1234"),
             ..Request::default()
         };
-        let m = Machine::load_fs(
-            &t.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &nvml,
-        )
-        .unwrap();
+        let m = full(&t.fs(), &req, &nvml).unwrap();
         assert_eq!(m.gpus[0].uuid.as_deref(), Some("GPU-1234"));
         req.source = Source::Sysfs;
-        let m = Machine::load_fs(
-            &t.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &nvml,
-        )
-        .unwrap();
+        let m = full(&t.fs(), &req, &nvml).unwrap();
         assert_eq!(m.gpus[0].uuid, None);
         let failing = |_: Option<&Path>| Err(crate::Error::nvml("no driver"));
         req.source = Source::Nvml;
-        let e = Machine::load_fs(
-            &t.fs(),
-            &req,
-            AllowedFrom::Snapshot,
-            &Need::everything(),
-            &failing,
-        )
-        .unwrap_err();
+        let e = full(&t.fs(), &req, &failing).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Nvml);
     }
 

@@ -195,7 +195,11 @@ impl ProcFs {
                 let Some(stat) = self.read_text(&format!("{dir}/stat"))? else {
                     continue;
                 };
-                let Some(cpus) = thread_mask(tid) else {
+                // An error is the thread ending since the listing.
+                let Some(cpus) = libc::pid_t::try_from(tid)
+                    .ok()
+                    .and_then(|t| crate::sysfs::thread_mask(t).ok())
+                else {
                     continue;
                 };
                 out.push(Thread {
@@ -243,15 +247,18 @@ impl ProcFs {
             }))
     }
 
-    /// Whether the process holds a `/dev/nvidia*` device open (any GPU, `nvidiactl`, `nvidia-uvm`).
-    pub fn holds_nvidia(&self, pid: u32) -> Got<bool> {
+    /// Whether the process holds a GPU device open: `/dev/nvidia*` (any GPU, `nvidiactl`,
+    /// `nvidia-uvm`) or AMD's `/dev/kfd` (every ROCm compute process opens it).
+    pub fn holds_gpu_device(&self, pid: u32) -> Got<bool> {
         let dir = format!("{pid}/fd");
         let Some(fds) = self.list(&dir)? else {
             return Ok(None);
         };
         Ok(Some(fds.iter().any(|fd| {
-            self.link(&format!("{dir}/{fd}"))
-                .is_some_and(|p| p.to_string_lossy().starts_with("/dev/nvidia"))
+            self.link(&format!("{dir}/{fd}")).is_some_and(|p| {
+                let p = p.to_string_lossy();
+                p.starts_with("/dev/nvidia") || p == "/dev/kfd"
+            })
         })))
     }
 }
@@ -302,30 +309,6 @@ pub fn parse_status(text: &str) -> Status {
         }
     }
     s
-}
-
-/// A live thread's CPU mask (`sched_getaffinity`, which needs no permission over the thread); None
-/// when the thread has ended.
-fn thread_mask(tid: u32) -> Option<CpuSet> {
-    // Start at 1024 CPUs and grow on EINVAL: the kernel refuses a buffer smaller than nr_cpu_ids.
-    let mut words = 16usize;
-    let max_words = crate::cpuset::MAX_ID / 64 + 1;
-    loop {
-        let mut buf = vec![0u64; words];
-        let bytes = words * std::mem::size_of::<u64>();
-        let tid = libc::pid_t::try_from(tid).ok()?;
-        // SAFETY: buf holds `bytes` writable bytes; the call only writes within them.
-        let rc = unsafe { libc::sched_getaffinity(tid, bytes, buf.as_mut_ptr().cast()) };
-        if rc == 0 {
-            return Some(CpuSet::from_words(&buf));
-        }
-        let errno = std::io::Error::last_os_error().raw_os_error();
-        if errno == Some(libc::EINVAL) && words < max_words {
-            words = (words * 2).min(max_words);
-            continue;
-        }
-        return None;
-    }
 }
 
 /// The name in a `stat` line: between the first `(` and the last `)`.
@@ -540,7 +523,7 @@ mod tests {
         assert_eq!(m.mappings, NUMA_MAPS_CAP / line.len());
         // Absent is absent, not an error: a process that ended.
         assert_eq!(p.threads(8).unwrap(), None);
-        assert_eq!(p.holds_nvidia(7).unwrap(), None);
+        assert_eq!(p.holds_gpu_device(7).unwrap(), None);
         assert!(p.files_read() > 8);
     }
 

@@ -214,7 +214,7 @@ pub fn topo_json(m: &Machine) -> String {
     )
 }
 
-/// `gpuaff plan --json`: DESIGN.md's object, plus the mode and notes.
+/// `gpuaff plan --json`: the README's object, plus the mode and notes.
 pub fn plan_json(m: &Machine, plan: &Plan) -> String {
     let ranks: Vec<String> = plan
         .ranks

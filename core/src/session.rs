@@ -8,7 +8,7 @@
 
 use crate::config::Request;
 use crate::error::{Error, ErrorKind, Result};
-use crate::gpu::{resolve_visible, DeviceOrder, Visible};
+use crate::gpu::Visible;
 use crate::machine::{Machine, MgmtQuery};
 use crate::plan::{need_for, plan_all, plan_rank, Need, Plan, RankPlan};
 use crate::sysfs::Fs;
@@ -29,12 +29,12 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
-/// Plans `req` for this process: loads what `req.plan` needs, resolves `CUDA_VISIBLE_DEVICES`,
+/// Plans `req` for this process: loads what `req.plan` needs, resolves the visible GPUs,
 /// plans the rank; when the plan falls back (`RankPlan::fallback`) or is unplannable, loads the
 /// whole machine and plans again. The result is the plan `Machine::load` would give.
 pub fn plan_for_process(req: &Request, allowed: AllowedFrom) -> Result<Outcome> {
     let fs = Fs::new(&req.fsroot);
-    plan_for_process_fs(&fs, req, allowed, &|lib| crate::nvml::discover(lib))
+    plan_for_process_fs(&fs, req, allowed, &|lib| crate::gpu::nvml::discover(lib))
 }
 
 /// As `plan_for_process`, over a given `Fs` and NVML query (tests give a fake).
@@ -44,16 +44,13 @@ pub fn plan_for_process_fs(
     allowed: AllowedFrom,
     nvml: MgmtQuery,
 ) -> Result<Outcome> {
-    let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
     let mut need = need_for(&req.plan);
-    // Only UUID, prefix and MIG entries need the driver's identity files; only FASTEST_FIRST's
-    // mixed-models warning needs to tell models apart.
-    need.identity = req
-        .cuda_visible_devices
-        .as_deref()
-        .is_some_and(|cvd| cvd.split(',').any(crate::gpu::entry_is_uuid));
-    need.models = order == DeviceOrder::FastestFirst;
-    let first = plan_on(fs, req, allowed.clone(), &need, order, nvml)?;
+    // What the visible-device variables need read (UUID entries need the driver's identity files);
+    // a malformed variable fails here, before anything is read.
+    let reads = crate::machine::gpu_reads(req)?;
+    need.identity = reads.identity;
+    need.models = reads.models;
+    let first = plan_on(fs, req, allowed.clone(), &need, nvml)?;
     let vouched = match &first.2 {
         Ok(p) => !p.fallback,
         Err(e) => e.kind() != ErrorKind::Unplannable,
@@ -62,7 +59,7 @@ pub fn plan_for_process_fs(
     let (machine, visible, plan) = if vouched || !scoped {
         first
     } else {
-        let (m, v, p) = plan_on(fs, req, allowed, &Need::everything(), order, nvml)?;
+        let (m, v, p) = plan_on(fs, req, allowed, &Need::everything(), nvml)?;
         (m, v, p)
     };
     let full_load = machine.topology.scope.is_none();
@@ -86,21 +83,20 @@ fn plan_on(
     req: &Request,
     allowed: AllowedFrom,
     need: &Need,
-    order: DeviceOrder,
     nvml: MgmtQuery,
 ) -> Result<Planned> {
     let machine = Machine::load_fs(fs, req, allowed, need, nvml)?;
     if machine.gpus.is_empty() {
         return Err(Error::no_gpu(format!(
-            "no NVIDIA GPU found under {} (no driver, or a CPU-only machine)",
+            "no GPU found under {} (no NVIDIA or AMD GPU, or no driver: a CPU-only machine)",
             fs.path("sys/bus/pci/devices").display()
         )));
     }
-    let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
-    if visible.gpus.is_empty() && req.cuda_visible_devices.as_deref().map(str::trim) == Some("") {
-        return Err(Error::no_gpu(
-            "CUDA_VISIBLE_DEVICES is empty: this process uses no GPU",
-        ));
+    let visible = crate::gpu::visible(&machine.gpus, &req.devices)?;
+    if let Some(var) = visible.none_by {
+        return Err(Error::no_gpu(format!(
+            "{var} is empty: this process uses no GPU"
+        )));
     }
     let plan = plan_process(req, &machine, &visible);
     Ok((machine, visible, plan))
@@ -142,7 +138,7 @@ pub struct NodePlan {
 /// options. A machine without GPUs is not an error here: the plan has no rank and says why.
 pub fn plan_node(req: &Request, allowed: AllowedFrom) -> Result<NodePlan> {
     let fs = Fs::new(&req.fsroot);
-    plan_node_fs(&fs, req, allowed, &|lib| crate::nvml::discover(lib))
+    plan_node_fs(&fs, req, allowed, &|lib| crate::gpu::nvml::discover(lib))
 }
 
 /// As `plan_node`, over a given `Fs` and NVML query.
@@ -152,9 +148,9 @@ pub fn plan_node_fs(
     allowed: AllowedFrom,
     nvml: MgmtQuery,
 ) -> Result<NodePlan> {
-    let order = DeviceOrder::parse(req.cuda_device_order.as_deref())?;
+    crate::machine::gpu_reads(req)?;
     let machine = Machine::load_fs(fs, req, allowed, &Need::everything(), nvml)?;
-    let visible = resolve_visible(&machine.gpus, req.cuda_visible_devices.as_deref(), order)?;
+    let visible = crate::gpu::visible(&machine.gpus, &req.devices)?;
     let plan = plan_all(&machine.topology, &machine.gpus, &visible, &req.plan);
     Ok(NodePlan {
         machine,
@@ -196,13 +192,23 @@ mod tests {
         t
     }
 
+    fn env(cvd: Option<&str>, order: Option<&str>) -> crate::gpu::DeviceEnv {
+        let mut d = crate::gpu::DeviceEnv::default();
+        if let Some(v) = cvd {
+            d.set("CUDA_VISIBLE_DEVICES", v);
+        }
+        if let Some(v) = order {
+            d.set("CUDA_DEVICE_ORDER", v);
+        }
+        d
+    }
+
     fn plan(t: &TestFs, cvd: Option<&str>, order: Option<&str>) -> Outcome {
         let req = Request {
             fsroot: t.root.clone(),
             source: crate::config::Source::Sysfs,
             rank: Some(0),
-            cuda_visible_devices: cvd.map(str::to_string),
-            cuda_device_order: order.map(str::to_string),
+            devices: env(cvd, order),
             ..Request::default()
         };
         plan_for_process_fs(&t.fs(), &req, AllowedFrom::Snapshot, &|_| {
@@ -254,6 +260,7 @@ mod tests {
         let vis = Visible {
             gpus: (0..machine.gpus.len()).collect(),
             warnings: vec![],
+            none_by: None,
         };
         let mut req = crate::Request::default();
         let e = plan_process(&req, &machine, &vis).unwrap_err();

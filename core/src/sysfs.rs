@@ -279,11 +279,7 @@ fn read_capped(fd: &Fd, one_shot: bool) -> std::result::Result<Vec<u8>, i32> {
     }
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
+use crate::error::last_errno as errno;
 
 fn is_absent_errno(errno: i32) -> bool {
     matches!(
@@ -302,13 +298,15 @@ fn is_absent(e: &std::io::Error) -> bool {
         )
 }
 
-/// Text without trailing NULs and surrounding whitespace.
-pub fn clean(s: &str) -> &str {
-    s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
-}
+pub use crate::cpuset::clean;
 
 /// The calling thread's CPU mask (`sched_getaffinity`), a read-only query.
 pub fn process_mask() -> Result<CpuSet> {
+    thread_mask(0)
+}
+
+/// A thread's CPU mask (`sched_getaffinity`; tid 0 is the calling thread), a read-only query.
+pub fn thread_mask(tid: libc::pid_t) -> Result<CpuSet> {
     // Start at 1024 CPUs (glibc's cpu_set_t) and grow on EINVAL: the kernel refuses a buffer
     // smaller than its nr_cpu_ids.
     let mut words = 16usize;
@@ -316,12 +314,12 @@ pub fn process_mask() -> Result<CpuSet> {
     loop {
         let mut buf = vec![0u64; words];
         let bytes = words * std::mem::size_of::<u64>();
-        // SAFETY: buf holds `bytes` writable bytes; pid 0 is the calling thread.
-        let rc = unsafe { libc::sched_getaffinity(0, bytes, buf.as_mut_ptr().cast()) };
+        // SAFETY: buf holds `bytes` writable bytes.
+        let rc = unsafe { libc::sched_getaffinity(tid, bytes, buf.as_mut_ptr().cast()) };
         if rc == 0 {
             return Ok(CpuSet::from_words(&buf));
         }
-        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        let errno = errno();
         if errno == libc::EINVAL && words < max_words {
             words = (words * 2).min(max_words);
             continue;

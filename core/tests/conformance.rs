@@ -242,7 +242,8 @@ fn snapshots_agree_with_hwloc() {
             .map_err(|e| e.to_string())
             .and_then(|t| {
                 check_invariants(&t).map_err(|e| format!("invariant broken: {e}"))?;
-                let gpus = gpuaff_core::gpu::discover_sysfs(&fs).map_err(|e| e.to_string())?;
+                let gpus =
+                    gpuaff_core::gpu::nvidia::discover_sysfs(&fs).map_err(|e| e.to_string())?;
                 if name == "nvidiagpunumanodes" {
                     check_nvidiagpunumanodes(&t, &gpus)
                         .map_err(|e| format!("GPU check failed: {e}"))?;

@@ -325,6 +325,7 @@ fn load_and_plan(root: PathBuf) -> Result<usize, String> {
     let visible = Visible {
         gpus: (0..m.gpus.len()).collect(),
         warnings: vec![],
+        none_by: None,
     };
     for mode in Mode::ALL {
         if mode == Mode::Map {

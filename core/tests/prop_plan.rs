@@ -1,11 +1,11 @@
-//! Property tests of the planner over random machines (shared/MODES.md is the specification):
+//! Property tests of the planner over random machines (docs/MODES.md is the specification):
 //! sockets 1-4 × nodes 1-4 × cores 1-16 × SMT 1/2/4 (stride or adjacent numbering), complexes of
 //! 1-8 cores, CPU-less nodes, random allowed sets, 1-8 GPUs on random nodes (unknown `numa_node`,
 //! CPU-less nodes with local CPUs elsewhere, unknown local CPUs), random nproc and
 //! CUDA_VISIBLE_DEVICES-like subsets in any order, both `cores` settings, balanced or not.
 //!
 //! Every case plans every mode and checks: each rank's set is non-empty and allowed; ranks fail only
-//! when they have no visible GPU; exclusive modes give different GPUs disjoint sets when MODES.md
+//! when they have no visible GPU; exclusive modes give different GPUs disjoint sets when docs/MODES.md
 //! says they do; balanced unique modes give every GPU the same number of cores; the same inputs give
 //! the same plan (again, on clones, on a different construction order, and in another process).
 //!
@@ -263,6 +263,7 @@ fn build(sh: &Shape) -> Case {
         visible: Visible {
             gpus: visible,
             warnings: vec![],
+            none_by: None,
         },
         shape: sh.clone(),
     }
@@ -305,7 +306,7 @@ fn node_cpus(topo: &Topology, ids: &CpuSet) -> CpuSet {
         .collect()
 }
 
-/// MODES.md: a GPU's node is its PCI numa_node; when that is -1 or CPU-less, the node(s) holding
+/// docs/MODES.md: a GPU's node is its PCI numa_node; when that is -1 or CPU-less, the node(s) holding
 /// its local CPUs.
 fn gpu_nodes(topo: &Topology, g: &Gpu) -> CpuSet {
     if let Some(n) = g.numa_node {

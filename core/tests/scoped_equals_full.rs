@@ -11,7 +11,9 @@ fn request(root: &Path, cvd: Option<&str>) -> Request {
     Request {
         fsroot: root.to_path_buf(),
         source: Source::Sysfs,
-        cuda_visible_devices: cvd.map(str::to_string),
+        devices: cvd.map_or_else(Default::default, |v| {
+            gpuaff_core::gpu::DeviceEnv::default().with("CUDA_VISIBLE_DEVICES", v)
+        }),
         ..Request::default()
     }
 }

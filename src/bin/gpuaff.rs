@@ -1,5 +1,5 @@
 //! `gpuaff`: shows the machine and the binding plan for every local rank, without binding anything,
-//! and runs commands with libgpuaff.so preloaded. Flags override the environment (DESIGN.md).
+//! and runs commands with libgpuaff.so preloaded. Flags override the environment (see the README).
 
 use gpuaff_core::config::{self, Request};
 use gpuaff_core::plan::{Cores, Mode};
@@ -18,7 +18,8 @@ usage:
               [--balanced|--no-balanced] [--allowed CPULIST] [--source auto|sysfs|nvml] [--json]
   gpuaff topo [--fsroot DIR] [--source auto|sysfs|nvml] [--json]
   gpuaff run [--mode M] [--cores C] [--balanced|--no-balanced] [--nproc N] [--membind B]
-             [--fsroot DIR] [--verbose] [--dry-run] [--strict] [--lib PATH] -- COMMAND [ARGS...]
+             [--fsroot DIR] [--verbose] [--dry-run] [--strict] [--keep-launcher-binding]
+             [--lib PATH] -- COMMAND [ARGS...]
   gpuaff check [PID...] [--all] [--json] [--proc DIR]
   gpuaff --version
 
@@ -26,7 +27,7 @@ modes: none, socket, socket_single, socket_single_unique, socket_unique_interlea
        socket_unique_contiguous (default), node, package, exclusive, core-complex, map
 The environment (GPU_AFFINITY_*, CUDA_VISIBLE_DEVICES) applies as for the preloaded library.";
 
-/// Exit statuses: 0 every rank planned, 1 some rank could not be, 2 bad arguments (DESIGN.md).
+/// Exit statuses: 0 every rank planned, 1 some rank could not be, 2 bad arguments (see the README).
 enum Fail {
     Usage(String),
     Run(Error),
@@ -175,6 +176,9 @@ fn parse_opts(args: &[String], allow: &[&str]) -> Result<Opts, Fail> {
             "--verbose" => o.env_out.push(("GPU_AFFINITY_VERBOSE", "1".into())),
             "--dry-run" => o.env_out.push(("GPU_AFFINITY_DRY_RUN", "1".into())),
             "--strict" => o.env_out.push(("GPU_AFFINITY_STRICT", "1".into())),
+            "--keep-launcher-binding" => o
+                .env_out
+                .push(("GPU_AFFINITY_LAUNCHER_BINDING", "keep".into())),
             "--lib" => o.lib = Some(PathBuf::from(value(flag)?)),
             _ => return Err(Fail::Usage(format!("unknown option {a:?}"))),
         }
@@ -287,6 +291,7 @@ fn cmd_run(args: &[String]) -> Result<ExitCode, Fail> {
             "--verbose",
             "--dry-run",
             "--strict",
+            "--keep-launcher-binding",
             "--source",
             "--lib",
             "--",

@@ -146,11 +146,11 @@ pub fn fixture_spec(spec: &gpuaff_fixtures::Spec) -> TempTree {
 /// process's environment: the core's own lists, so a launcher variable added there is cleared here too.
 fn launcher_vars() -> impl Iterator<Item = &'static str> {
     use gpuaff_core::config::{LOCAL_RANK_VARS, LOCAL_SIZE_VARS};
-    let cuda = ["CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "LD_PRELOAD"];
     LOCAL_RANK_VARS
         .into_iter()
         .chain(LOCAL_SIZE_VARS)
-        .chain(cuda)
+        .chain(gpuaff_core::gpu::device_vars())
+        .chain(["LD_PRELOAD"])
 }
 
 /// What a finished process left.

@@ -189,78 +189,9 @@ fn plan_rank_in(
 
     let cpus = match opts.mode.family() {
         Family::None => return Ok(plan),
-        Family::Map => {
-            let map = opts.map.as_deref().unwrap_or(&[]);
-            let Some(set) = map.get(rank) else {
-                return Err(Error::invalid(format!(
-                    "GPU_AFFINITY_MAP has {} CPU list(s), none for local rank {rank}",
-                    map.len()
-                )));
-            };
-            if set.is_empty() {
-                return Err(Error::invalid(format!(
-                    "GPU_AFFINITY_MAP gives local rank {rank} an empty CPU list"
-                )));
-            }
-            let outside = set.difference(&topo.allowed);
-            if !outside.is_empty() {
-                return Err(Error::invalid(format!(
-                    "GPU_AFFINITY_MAP gives local rank {rank} CPUs {outside} that this process may not use (allowed: {})",
-                    topo.allowed
-                )));
-            }
-            set.clone()
-        }
-        Family::Nvidia => {
-            let limit = nproc.min(pool.len());
-            let mut members: Vec<usize> = (0..limit).collect();
-            if pos >= limit {
-                members.push(pos);
-            }
-            let machine: Vec<usize> = members.iter().map(|&p| pool[p]).collect();
-            let mut me_at = 0;
-            for (i, (&p, &gi)) in members.iter().zip(&machine).enumerate() {
-                let home = &ctx.nvidia(gi)?.home;
-                if p == pos {
-                    me_at = i;
-                    plan.notes.extend(home.notes.iter().cloned());
-                    plan.fallback = home.fallback;
-                }
-            }
-            let parts = ctx.participants(machine)?;
-            let chosen = nvidia::choose(opts.mode, opts.balanced, &parts, me_at, &mut plan.notes);
-            chosen.iter().collect()
-        }
-        Family::Torch => {
-            plan.notes.extend(resolved.notes.iter().cloned());
-            let home = ctx.torch_home(me, resolved, opts.mode == Mode::Package)?;
-            plan.notes.extend(home.notes);
-            plan.fallback = home.fallback;
-            // The GPUs "on a node": every GPU of the pool with the same node(s), whatever nproc is.
-            let mut k = 0;
-            let mut on_node = 0;
-            for (p, &gi) in pool.iter().enumerate() {
-                if ctx.resolved(gi).nodes == resolved.nodes {
-                    if p < pos {
-                        k += 1;
-                    }
-                    on_node += 1;
-                }
-            }
-            let node_name = node_label(&resolved.nodes);
-            match opts.mode {
-                Mode::Exclusive => {
-                    let cores = ctx.cores_shared(&home.cpus);
-                    let run = torch::exclusive(&cores, k, on_node, &node_name, &mut plan.notes);
-                    run.iter().collect()
-                }
-                Mode::CoreComplex => {
-                    let groups = ctx.complexes_of(&home.cpus);
-                    torch::core_complex(&groups, &home.cpus, k, &node_name, &mut plan.notes)
-                }
-                _ => home.cpus,
-            }
-        }
+        Family::Map => plan_map(topo, opts, rank)?,
+        Family::Nvidia => plan_nvidia(ctx, opts, nproc, &pool, pos, &mut plan)?,
+        Family::Torch => plan_torch(ctx, opts, me, gpu_index, &pool, pos, &mut plan)?,
     };
     let cpus = match opts.cores {
         Cores::AllLogical => cpus,
@@ -281,6 +212,101 @@ fn plan_rank_in(
     plan.mems = ctx.nodes_of(&cpus);
     plan.cpus = cpus;
     Ok(plan)
+}
+
+/// `map`: the rank's list of `GPU_AFFINITY_MAP`, which must lie within the allowed set.
+fn plan_map(topo: &Topology, opts: &PlanOptions, rank: usize) -> Result<CpuSet, Error> {
+    let map = opts.map.as_deref().unwrap_or(&[]);
+    let Some(set) = map.get(rank) else {
+        return Err(Error::invalid(format!(
+            "GPU_AFFINITY_MAP has {} CPU list(s), none for local rank {rank}",
+            map.len()
+        )));
+    };
+    if set.is_empty() {
+        return Err(Error::invalid(format!(
+            "GPU_AFFINITY_MAP gives local rank {rank} an empty CPU list"
+        )));
+    }
+    let outside = set.difference(&topo.allowed);
+    if !outside.is_empty() {
+        return Err(Error::invalid(format!(
+            "GPU_AFFINITY_MAP gives local rank {rank} CPUs {outside} that this process may not use (allowed: {})",
+            topo.allowed
+        )));
+    }
+    Ok(set.clone())
+}
+
+/// NVIDIA family: the first `nproc` GPUs of the pool take part (and this rank's GPU, when it is
+/// beyond them); `nvidia::choose` splits each home's cores between the GPUs that share it.
+fn plan_nvidia(
+    ctx: &Ctx,
+    opts: &PlanOptions,
+    nproc: usize,
+    pool: &[usize],
+    pos: usize,
+    plan: &mut RankPlan,
+) -> Result<CpuSet, Error> {
+    let limit = nproc.min(pool.len());
+    let mut members: Vec<usize> = (0..limit).collect();
+    if pos >= limit {
+        members.push(pos);
+    }
+    let machine: Vec<usize> = members.iter().map(|&p| pool[p]).collect();
+    let mut me_at = 0;
+    for (i, (&p, &gi)) in members.iter().zip(&machine).enumerate() {
+        let home = &ctx.nvidia(gi)?.home;
+        if p == pos {
+            me_at = i;
+            plan.notes.extend(home.notes.iter().cloned());
+            plan.fallback = home.fallback;
+        }
+    }
+    let parts = ctx.participants(machine)?;
+    let chosen = nvidia::choose(opts.mode, opts.balanced, &parts, me_at, &mut plan.notes);
+    Ok(chosen.iter().collect())
+}
+
+/// PyTorch family: the GPU's node (or package) CPUs; `exclusive` and `core-complex` split them
+/// between the pool's GPUs on the same node(s), whatever `nproc` is.
+fn plan_torch(
+    ctx: &Ctx,
+    opts: &PlanOptions,
+    me: &Gpu,
+    gpu_index: usize,
+    pool: &[usize],
+    pos: usize,
+    plan: &mut RankPlan,
+) -> Result<CpuSet, Error> {
+    let resolved = ctx.resolved(gpu_index);
+    plan.notes.extend(resolved.notes.iter().cloned());
+    let home = ctx.torch_home(me, resolved, opts.mode == Mode::Package)?;
+    plan.notes.extend(home.notes);
+    plan.fallback = home.fallback;
+    let mut k = 0;
+    let mut on_node = 0;
+    for (p, &gi) in pool.iter().enumerate() {
+        if ctx.resolved(gi).nodes == resolved.nodes {
+            if p < pos {
+                k += 1;
+            }
+            on_node += 1;
+        }
+    }
+    let node_name = node_label(&resolved.nodes);
+    Ok(match opts.mode {
+        Mode::Exclusive => {
+            let cores = ctx.cores_shared(&home.cpus);
+            let run = torch::exclusive(&cores, k, on_node, &node_name, &mut plan.notes);
+            run.iter().collect()
+        }
+        Mode::CoreComplex => {
+            let groups = ctx.complexes_of(&home.cpus);
+            torch::core_complex(&groups, &home.cpus, k, &node_name, &mut plan.notes)
+        }
+        _ => home.cpus,
+    })
 }
 
 /// "1 core", "3 cores".

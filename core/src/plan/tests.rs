@@ -1,4 +1,4 @@
-//! The worked examples and deliberate differences of shared/MODES.md, on hand-built topologies.
+//! The worked examples and deliberate differences of docs/MODES.md, on hand-built topologies.
 
 use super::*;
 use crate::topology::{Core, Node, Package};
@@ -79,6 +79,7 @@ fn all(gpus: &[Gpu]) -> Visible {
     Visible {
         gpus: (0..gpus.len()).collect(),
         warnings: vec![],
+        none_by: None,
     }
 }
 
@@ -201,6 +202,7 @@ fn ex1_cuda_visible_devices_2_3_is_honoured() {
     let vis = Visible {
         gpus: vec![2, 3],
         warnings: vec![],
+        none_by: None,
     };
     let node = lists(&topo, &gpus, &vis, &opts("node", ALL, true));
     assert_eq!(node, ["4-7,12-15", "4-7,12-15"]);
@@ -656,6 +658,7 @@ fn one_visible_gpu_of_many_processes_plans_with_every_gpu() {
     let vis = Visible {
         gpus: vec![3],
         warnings: vec![],
+        none_by: None,
     };
     let mut o = opts("socket_unique_contiguous", ALL, true);
     o.nproc = Some(4);

@@ -112,7 +112,7 @@ pub fn fake_machine(name: &str, variant: Variant, desc: &str) -> (PathBuf, PathB
     (dir, lib)
 }
 
-/// The DGX A100 shape of MODES.md example 2: 8 GPUs on nodes 3,3,1,1,7,7,5,5; node n holds cores
+/// The DGX A100 shape of docs/MODES.md example 2: 8 GPUs on nodes 3,3,1,1,7,7,5,5; node n holds cores
 /// 16n..16n+15 and their SMT siblings +128.
 pub const DGX_A100_BUS: [&str; 8] = ["07", "0f", "47", "4e", "87", "90", "b7", "bd"];
 pub const DGX_A100_NODES: [u32; 8] = [3, 3, 1, 1, 7, 7, 5, 5];

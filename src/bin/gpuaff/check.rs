@@ -78,7 +78,7 @@ pub fn cmd_check(args: &[String]) -> Result<ExitCode, Fail> {
     }
     if report.processes.is_empty() {
         eprintln!(
-            "gpuaff: no GPU job process found under {} (none carries a local rank variable or holds /dev/nvidia*{})",
+            "gpuaff: no GPU job process found under {} (none carries a local rank variable or holds /dev/nvidia* or /dev/kfd{})",
             pfs.root().display(),
             if all { "" } else { "; --all looks at every user's" }
         );

@@ -1,28 +1,52 @@
-//! GPUs as the machine has them (PCI bus order, which is NVML's) and as CUDA shows them to a process
-//! (`CUDA_VISIBLE_DEVICES`, `CUDA_DEVICE_ORDER`).
+//! NVIDIA GPUs as the machine has them (PCI bus order, which is NVML's) and as CUDA shows them to a
+//! process (`CUDA_VISIBLE_DEVICES`, `CUDA_DEVICE_ORDER`).
 
-use crate::cpuset::CpuSet;
+use super::pci::{self, normalize_bdf, parse_bdf, PCI_DIR};
+use super::{DeviceEnv, Gpu, GpuReads, GpuSource, Vendor, Visible};
+use crate::sysfs::Fs;
 
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Gpu {
-    /// Position in PCI bus order among the machine's NVIDIA GPUs (= NVML index).
-    pub index: usize,
-    /// sysfs form, lower case, 4-digit domain: `0000:07:00.0`.
-    pub pci_bus_id: String,
-    /// PCI `numa_node`; None when -1 or unknown.
-    pub numa_node: Option<u32>,
-    /// `local_cpulist` (or `local_cpus`, or NVML's node-scope affinity); empty when unknown.
-    pub local_cpus: CpuSet,
-    /// `GPU-xxxxxxxx-...`, from procfs or NVML.
-    pub uuid: Option<String>,
-    /// `/dev/nvidiaN` minor.
-    pub minor: Option<u32>,
-    /// Model name, e.g. "NVIDIA H100 80GB HBM3".
-    pub model: Option<String>,
-    /// The GPU memory's own CPU-less NUMA node (Grace Hopper/Blackwell); never a CPU binding target.
-    pub mem_node: Option<u32>,
-    /// UUIDs (`MIG-...`) of the MIG instances carved from this GPU.
-    pub migs: Vec<String>,
+/// NVIDIA's side of the seam.
+pub struct Nvidia;
+
+impl GpuSource for Nvidia {
+    fn vendor(&self) -> Vendor {
+        Vendor::Nvidia
+    }
+
+    fn visible_vars(&self) -> &'static [&'static str] {
+        &["CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"]
+    }
+
+    /// `CUDA_VISIBLE_DEVICES` is read by HIP too: no variable says "NVIDIA" on its own.
+    fn claims(&self, _env: &DeviceEnv) -> bool {
+        false
+    }
+
+    /// Only UUID, prefix and MIG entries need the driver's identity files; only FASTEST_FIRST's
+    /// mixed-models warning needs to tell models apart.
+    fn reads(&self, env: &DeviceEnv) -> crate::Result<GpuReads> {
+        let order = DeviceOrder::parse(env.get("CUDA_DEVICE_ORDER"))?;
+        Ok(GpuReads {
+            identity: env
+                .get("CUDA_VISIBLE_DEVICES")
+                .is_some_and(|cvd| cvd.split(',').any(entry_is_uuid)),
+            models: order == DeviceOrder::FastestFirst,
+        })
+    }
+
+    fn discover(&self, fs: &Fs, reads: GpuReads) -> crate::Result<Vec<Gpu>> {
+        discover_sysfs_for(fs, reads)
+    }
+
+    fn resolve_visible(&self, gpus: &[Gpu], env: &DeviceEnv) -> crate::Result<Visible> {
+        let order = DeviceOrder::parse(env.get("CUDA_DEVICE_ORDER"))?;
+        let cvd = env.get("CUDA_VISIBLE_DEVICES");
+        let mut vis = resolve_visible(gpus, cvd, order)?;
+        if vis.gpus.is_empty() && cvd.map(str::trim) == Some("") {
+            vis.none_by = Some("CUDA_VISIBLE_DEVICES");
+        }
+        Ok(vis)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -31,15 +55,6 @@ pub enum DeviceOrder {
     #[default]
     FastestFirst,
     PciBusId,
-}
-
-/// The GPUs a process sees, in CUDA's order.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Visible {
-    /// Indices into the machine's GPU list, in CUDA order.
-    pub gpus: Vec<usize>,
-    /// Things the user should know (ignored entries, assumed order); printed with `gpuaff:`.
-    pub warnings: Vec<String>,
 }
 
 impl DeviceOrder {
@@ -176,27 +191,11 @@ pub fn entry_is_uuid(entry: &str) -> bool {
     !e.is_empty() && !e.bytes().all(|b| b.is_ascii_digit())
 }
 
-const PCI_DIR: &str = "sys/bus/pci/devices";
 const NV_PROC: &str = "proc/driver/nvidia/gpus";
-
-/// A PCI address `dddd:bb:dd.f` as numbers, for sorting; None when malformed.
-pub fn parse_bdf(bdf: &str) -> Option<(u32, u32, u32, u32)> {
-    let (dom, rest) = bdf.split_once(':')?;
-    let (bus, rest) = rest.split_once(':')?;
-    let (dev, func) = rest.split_once('.')?;
-    Some((
-        u32::from_str_radix(dom, 16).ok()?,
-        u32::from_str_radix(bus, 16).ok()?,
-        u32::from_str_radix(dev, 16).ok()?,
-        u32::from_str_radix(func, 16).ok()?,
-    ))
-}
-
-/// The sysfs form of a PCI address: lower case, 4-digit (or wider) domain.
-pub fn normalize_bdf(bdf: &str) -> Option<String> {
-    let (d, b, dev, f) = parse_bdf(bdf.trim())?;
-    Some(format!("{d:04x}:{b:02x}:{dev:02x}.{f:x}"))
-}
+/// NVIDIA's PCI vendor id.
+const NVIDIA: u32 = 0x10de;
+/// VGA and 3D controllers (class 0x0300xx, 0x0302xx).
+const DISPLAY_3D: &[u32] = &[0x0300, 0x0302];
 
 /// Facts from the driver's `proc/driver/nvidia/gpus/<bdf>/information`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -246,26 +245,6 @@ fn parse_numa_status(text: &str) -> Option<u32> {
     node.filter(|_| online)
 }
 
-/// What `discover_sysfs_for` reads beyond each GPU's PCI address and locality.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GpuReads {
-    /// The driver's `information` and `numa_status`: `uuid`, `minor`, `model`, `mem_node`.
-    pub identity: bool,
-    /// Without `identity`: something to tell models apart, for the FASTEST_FIRST warning. `model`
-    /// then holds the PCI device id ("PCI device 0x20b2"), read for GPUs the driver's procfs lists
-    /// (those whose model `identity` would have read), one small sysfs file instead of two procfs
-    /// ones.
-    pub models: bool,
-}
-
-impl GpuReads {
-    /// Everything (`discover_sysfs`).
-    pub const ALL: GpuReads = GpuReads {
-        identity: true,
-        models: true,
-    };
-}
-
 /// The machine's NVIDIA GPUs from sysfs and the driver's procfs, in PCI bus order.
 ///
 /// A PCI function counts when its `vendor` is 0x10de and its `class` a VGA or 3D controller
@@ -304,18 +283,10 @@ pub fn discover_sysfs_for(fs: &crate::sysfs::Fs, reads: GpuReads) -> crate::Resu
             },
         };
         let dir = format!("{PCI_DIR}/{name}");
-        if proc_dir.is_none() && !is_nvidia_display(fs, &dir)? {
+        if proc_dir.is_none() && !pci::is_function(fs, &dir, NVIDIA, DISPLAY_3D)? {
             continue;
         }
-        let numa_node = fs
-            .read_i64(&format!("{dir}/numa_node"))?
-            .and_then(|n| u32::try_from(n).ok());
-        let local_cpus = fs
-            .read_cpuset(
-                &format!("{dir}/local_cpulist"),
-                &format!("{dir}/local_cpus"),
-            )?
-            .unwrap_or_default();
+        let (numa_node, local_cpus) = pci::locality(fs, &dir)?;
         let mut gpu = Gpu {
             pci_bus_id: bdf.clone(),
             numa_node,
@@ -334,10 +305,7 @@ pub fn discover_sysfs_for(fs: &crate::sysfs::Fs, reads: GpuReads) -> crate::Resu
                     gpu.mem_node = parse_numa_status(&text);
                 }
             } else if reads.models {
-                gpu.model = fs
-                    .read_str(&format!("{dir}/device"))?
-                    .and_then(|d| parse_hex(&d))
-                    .map(|d| format!("PCI device {d:#06x}"));
+                gpu.model = pci::device_model(fs, &dir)?;
             }
         }
         found.push((key, gpu));
@@ -350,34 +318,22 @@ pub fn discover_sysfs_for(fs: &crate::sysfs::Fs, reads: GpuReads) -> crate::Resu
         .collect())
 }
 
-/// True when the PCI function in `dir` is an NVIDIA display or 3D controller. Vendor first: one
-/// read rejects every non-NVIDIA function, odd class files included.
-fn is_nvidia_display(fs: &crate::sysfs::Fs, dir: &str) -> crate::Result<bool> {
-    let nvidia = fs
-        .read_str(&format!("{dir}/vendor"))?
-        .is_some_and(|v| parse_hex(&v) == Some(0x10de));
-    if !nvidia {
-        return Ok(false);
-    }
-    let class = match fs.read_str(&format!("{dir}/class"))? {
-        Some(c) => parse_hex(&c).ok_or_else(|| {
-            crate::Error::file(
-                &fs.path(&format!("{dir}/class")),
-                format!("{c:?} is not a hex PCI class (expected e.g. 0x030200)"),
-            )
-        })?,
-        None => return Ok(false),
+/// True when a `CUDA_VISIBLE_DEVICES` entry is a UUID or MIG UUID that `gpus` cannot resolve.
+pub fn needs_nvml(gpus: &[Gpu], cuda_visible_devices: Option<&str>) -> bool {
+    let Some(cvd) = cuda_visible_devices else {
+        return false;
     };
-    Ok(matches!(class >> 8, 0x0300 | 0x0302))
-}
-
-fn parse_hex(s: &str) -> Option<u32> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
-    u32::from_str_radix(s, 16).ok()
+    cvd.split(',').map(str::trim).any(|e| {
+        if !entry_is_uuid(e) {
+            false
+        } else if e.starts_with("MIG-") {
+            !gpus
+                .iter()
+                .any(|g| g.migs.iter().any(|m| m.eq_ignore_ascii_case(e)))
+        } else {
+            gpus.iter().any(|g| g.uuid.is_none())
+        }
+    })
 }
 
 #[cfg(test)]

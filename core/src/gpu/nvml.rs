@@ -86,6 +86,7 @@ fn read_gpu(device: &Device<'_>, index: usize) -> std::result::Result<Gpu, NvmlE
         .map(|w| words_to_set(&w))
         .unwrap_or_default();
     Ok(Gpu {
+        vendor: crate::gpu::Vendor::Nvidia,
         index,
         pci_bus_id: sysfs_bus_id(&pci.bus_id),
         numa_node: cpu_node(&affinity_nodes, mem_node),

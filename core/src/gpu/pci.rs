@@ -1,0 +1,79 @@
+//! PCI functions in sysfs: addresses, vendor and class, and the locality every vendor's GPU has.
+
+use crate::cpuset::CpuSet;
+use crate::sysfs::Fs;
+
+pub const PCI_DIR: &str = "sys/bus/pci/devices";
+
+/// A PCI address `dddd:bb:dd.f` as numbers, for sorting; None when malformed.
+pub fn parse_bdf(bdf: &str) -> Option<(u32, u32, u32, u32)> {
+    let (dom, rest) = bdf.split_once(':')?;
+    let (bus, rest) = rest.split_once(':')?;
+    let (dev, func) = rest.split_once('.')?;
+    Some((
+        u32::from_str_radix(dom, 16).ok()?,
+        u32::from_str_radix(bus, 16).ok()?,
+        u32::from_str_radix(dev, 16).ok()?,
+        u32::from_str_radix(func, 16).ok()?,
+    ))
+}
+
+/// The sysfs form of a PCI address: lower case, 4-digit (or wider) domain.
+pub fn normalize_bdf(bdf: &str) -> Option<String> {
+    let (d, b, dev, f) = parse_bdf(bdf.trim())?;
+    Some(format!("{d:04x}:{b:02x}:{dev:02x}.{f:x}"))
+}
+
+pub fn parse_hex(s: &str) -> Option<u32> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    u32::from_str_radix(s, 16).ok()
+}
+
+/// A PCI function's locality: its `numa_node` (None for -1) and `local_cpulist` (or the
+/// `local_cpus` mask; empty when neither is there).
+pub fn locality(fs: &Fs, dir: &str) -> crate::Result<(Option<u32>, CpuSet)> {
+    let numa_node = fs
+        .read_i64(&format!("{dir}/numa_node"))?
+        .and_then(|n| u32::try_from(n).ok());
+    let local_cpus = fs
+        .read_cpuset(
+            &format!("{dir}/local_cpulist"),
+            &format!("{dir}/local_cpus"),
+        )?
+        .unwrap_or_default();
+    Ok((numa_node, local_cpus))
+}
+
+/// True when the PCI function in `dir` has vendor `vendor` and a class whose upper 16 bits
+/// (class, subclass) are among `classes`. Vendor first: one read rejects every other vendor's
+/// function, odd class files included.
+pub fn is_function(fs: &Fs, dir: &str, vendor: u32, classes: &[u32]) -> crate::Result<bool> {
+    let ours = fs
+        .read_str(&format!("{dir}/vendor"))?
+        .is_some_and(|v| parse_hex(&v) == Some(vendor));
+    if !ours {
+        return Ok(false);
+    }
+    let class = match fs.read_str(&format!("{dir}/class"))? {
+        Some(c) => parse_hex(&c).ok_or_else(|| {
+            crate::Error::file(
+                &fs.path(&format!("{dir}/class")),
+                format!("{c:?} is not a hex PCI class (expected e.g. 0x030200)"),
+            )
+        })?,
+        None => return Ok(false),
+    };
+    Ok(classes.contains(&(class >> 8)))
+}
+
+/// The model as the PCI device id says it ("PCI device 0x20b2"), for telling models apart.
+pub fn device_model(fs: &Fs, dir: &str) -> crate::Result<Option<String>> {
+    Ok(fs
+        .read_str(&format!("{dir}/device"))?
+        .and_then(|d| parse_hex(&d))
+        .map(|d| format!("PCI device {d:#06x}")))
+}
