@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 /// The most of `numa_maps` read per process: about 100,000 mappings. Past it the sums cover the
 /// mappings read and say so (`NumaMaps::truncated`); reading a huge map walks every page table.
 pub const NUMA_MAPS_CAP: usize = 16 << 20;
+/// Descriptors of one process looked at for a GPU device.
+const MAX_FDS: usize = 4096;
 /// The most of any other file read: environments and command lines are far smaller.
 const FILE_CAP: usize = 4 << 20;
 
@@ -254,6 +256,11 @@ impl ProcFs {
         let Some(fds) = self.list(&dir)? else {
             return Ok(None);
         };
+        // The lowest descriptors only: a GPU runtime opens its devices early, and a process holding
+        // a million sockets must not cost a million readlinks.
+        let mut fds: Vec<u32> = fds.iter().filter_map(|f| f.parse().ok()).collect();
+        fds.sort_unstable();
+        fds.truncate(MAX_FDS);
         Ok(Some(fds.iter().any(|fd| {
             self.link(&format!("{dir}/{fd}")).is_some_and(|p| {
                 let p = p.to_string_lossy();
