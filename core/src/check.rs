@@ -423,8 +423,8 @@ pub fn check(pfs: &ProcFs, sel: &Selection) -> Report {
     }
     if let Some(n) = report.numa_balancing.filter(|&n| n != 0) {
         report.notes.push(format!(
-            "automatic NUMA balancing is on (kernel.numa_balancing = {n}): the kernel may move memory \
-             and threads' memory after the fact; sysctl kernel.numa_balancing=0 keeps placement as bound"
+            "automatic NUMA balancing is on (kernel.numa_balancing = {n}): the kernel moves pages toward \
+             the threads touching them, after the binding; sysctl kernel.numa_balancing=0 keeps placement as bound"
         ));
     }
     for p in report.processes.iter_mut() {
