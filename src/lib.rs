@@ -7,6 +7,8 @@
 mod apply;
 mod bind;
 mod ffi;
+mod guard;
 mod launcher;
 mod msg;
+mod omp;
 mod preload;
