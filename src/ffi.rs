@@ -89,7 +89,8 @@ unsafe fn read_options(p: *const Options) -> Result<Options> {
     if p.is_null() {
         return Ok(o);
     }
-    let size = std::ptr::read_unaligned(p.cast::<usize>());
+    // SAFETY: p is non-NULL and, by the contract, starts with the `size` field.
+    let size = unsafe { std::ptr::read_unaligned(p.cast::<usize>()) };
     if size < size_of::<usize>() {
         return Err(Error::invalid(format!(
             "gpu_affinity_options.size={size} is too small: call gpu_affinity_options_init first"
@@ -98,7 +99,8 @@ unsafe fn read_options(p: *const Options) -> Result<Options> {
     macro_rules! field {
         ($f:ident) => {
             if offset_of!(Options, $f) + size_of_val(&o.$f) <= size {
-                o.$f = std::ptr::addr_of!((*p).$f).read_unaligned();
+                // SAFETY: the field lies within the `size` bytes the caller vouches for.
+                o.$f = unsafe { std::ptr::addr_of!((*p).$f).read_unaligned() };
             }
         };
     }
@@ -118,11 +120,15 @@ unsafe fn read_options(p: *const Options) -> Result<Options> {
 }
 
 /// A C string argument; NULL is None.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that stays valid during the call.
 unsafe fn c_str(p: *const c_char, what: &str) -> Result<Option<String>> {
     if p.is_null() {
         return Ok(None);
     }
-    CStr::from_ptr(p)
+    // SAFETY: non-NULL, and a C string by the contract.
+    unsafe { CStr::from_ptr(p) }
         .to_str()
         .map(|s| Some(s.to_string()))
         .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
@@ -142,10 +148,14 @@ fn flag(name: &str, v: c_int) -> Result<Option<bool>> {
 }
 
 /// The Request for these options: the options laid over the environment.
+///
+/// # Safety
+/// The options' string fields are NULL or C strings (as the caller of the C ABI passed them).
 unsafe fn request(o: &Options) -> Result<Request> {
-    let mode = c_str(o.mode, "mode")?;
-    let map = c_str(o.map, "gpu_affinity_options.map")?;
-    let fsroot = c_str(o.fsroot, "gpu_affinity_options.fsroot")?;
+    // SAFETY (three calls): the string fields are NULL or C strings by this function's contract.
+    let mode = unsafe { c_str(o.mode, "mode") }?;
+    let map = unsafe { c_str(o.map, "gpu_affinity_options.map") }?;
+    let fsroot = unsafe { c_str(o.fsroot, "gpu_affinity_options.fsroot") }?;
     let gpu = (o.gpu_id >= 0).then(|| o.gpu_id.to_string());
     let nproc = (o.nproc_per_node > 0).then(|| o.nproc_per_node.to_string());
     let cores = match o.cores {
@@ -261,6 +271,10 @@ impl Drop for CallLock {
     }
 }
 
+/// Binds (or plans) for the caller's options and writes the CPUs to its buffer.
+///
+/// # Safety
+/// `o` as for `read_options`; `cpus` is NULL (with `cpus_len` 0) or holds `cpus_len` writable ints.
 unsafe fn run(o: *const Options, cpus: *mut c_int, cpus_len: c_int, effect: Effect) -> c_int {
     guard(|| {
         if cpus_len < 0 || (cpus.is_null() && cpus_len > 0) {
@@ -268,8 +282,10 @@ unsafe fn run(o: *const Options, cpus: *mut c_int, cpus_len: c_int, effect: Effe
                 "cpus={cpus:?}, cpus_len={cpus_len}: cpus_len must be >= 0 and cpus non-NULL when cpus_len > 0"
             )));
         }
-        let o = read_options(o)?;
-        let req = request(&o)?;
+        // SAFETY: `o` as this function's contract says.
+        let o = unsafe { read_options(o) }?;
+        // SAFETY: the string fields came from the caller, C strings or NULL by the contract.
+        let req = unsafe { request(&o) }?;
         let outcome = {
             let _one = CallLock::take();
             bind::bind(&req, effect)?
@@ -290,7 +306,7 @@ unsafe fn run(o: *const Options, cpus: *mut c_int, cpus_len: c_int, effect: Effe
         let set = &outcome.plan.cpus;
         for (i, cpu) in set.iter().take(cpus_len as usize).enumerate() {
             // SAFETY: i < cpus_len, the caller's buffer length.
-            *cpus.add(i) = c_int::try_from(cpu).unwrap_or(c_int::MAX);
+            unsafe { *cpus.add(i) = c_int::try_from(cpu).unwrap_or(c_int::MAX) };
         }
         Ok(c_int::try_from(set.len()).unwrap_or(c_int::MAX))
     })
@@ -316,7 +332,8 @@ pub unsafe extern "C" fn gpu_affinity_set(
         mode,
         ..Options::default()
     };
-    run(&o, cpus, cpus_len, Effect::Apply)
+    // SAFETY: `o` is ours; `mode` and `cpus` as this function's contract says.
+    unsafe { run(&o, cpus, cpus_len, Effect::Apply) }
 }
 
 /// # Safety
@@ -331,7 +348,8 @@ pub unsafe extern "C" fn gpu_affinity_set_opts(
         // SAFETY: the primary copy's gpu_affinity_set_opts; the options' size field covers skew.
         return unsafe { f(opts, cpus, cpus_len) };
     }
-    run(opts, cpus, cpus_len, Effect::Apply)
+    // SAFETY: `opts` and `cpus` as this function's contract says.
+    unsafe { run(opts, cpus, cpus_len, Effect::Apply) }
 }
 
 /// # Safety
@@ -346,7 +364,8 @@ pub unsafe extern "C" fn gpu_affinity_plan(
         // SAFETY: the primary copy's gpu_affinity_plan, same contract as this one.
         return unsafe { f(opts, cpus, cpus_len) };
     }
-    run(opts, cpus, cpus_len, Effect::PlanOnly)
+    // SAFETY: `opts` and `cpus` as this function's contract says.
+    unsafe { run(opts, cpus, cpus_len, Effect::PlanOnly) }
 }
 
 /// # Safety
@@ -354,7 +373,8 @@ pub unsafe extern "C" fn gpu_affinity_plan(
 #[no_mangle]
 pub unsafe extern "C" fn gpu_affinity_options_init(opts: *mut Options) {
     if !opts.is_null() {
-        opts.write_unaligned(Options::default());
+        // SAFETY: non-NULL and writable by the contract.
+        unsafe { opts.write_unaligned(Options::default()) };
     }
 }
 
@@ -429,20 +449,24 @@ mod tests {
             ..Options::default()
         };
         full.size = offset_of!(Options, cores) + 4;
+        // SAFETY: a real Options whose size claims less than it holds.
         let o = unsafe { read_options(&full) }.unwrap();
         assert_eq!(o.gpu_id, 3);
         assert_eq!(o.cores, 1);
         assert!(o.fsroot.is_null(), "fields past size keep their defaults");
         full.size = 0;
+        // SAFETY: as above.
         assert!(unsafe { read_options(&full) }.is_err());
     }
 
     #[test]
     fn panics_and_errors_become_negative_errno_with_a_message() {
         assert_eq!(guard(|| panic!("boom")), -libc::EFAULT);
+        // SAFETY: the last error is a C string owned by this thread until the next call.
         let msg = unsafe { CStr::from_ptr(gpu_affinity_last_error()) };
         assert!(msg.to_str().unwrap().contains("internal error"));
         assert_eq!(guard(|| Err(Error::no_device("no GPU"))), -libc::ENODEV);
+        // SAFETY: as above.
         let msg = unsafe { CStr::from_ptr(gpu_affinity_last_error()) };
         assert_eq!(msg.to_str().unwrap(), "no GPU");
     }

@@ -3,6 +3,8 @@
 
 // The constructor and the interposer are left out of unit-test builds, and what only they use with them.
 #![cfg_attr(test, allow(dead_code))]
+// Every unsafe operation sits in its own block with a SAFETY line, inside unsafe fns too.
+#![deny(unsafe_op_in_unsafe_fn)]
 
 mod apply;
 mod bind;

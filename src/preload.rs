@@ -243,13 +243,19 @@ fn real_create() -> Option<CreateFn> {
 
 /// True when the attribute carries an affinity. glibc's pthread_attr_getaffinity_np reports all CPUs
 /// when none was set; an attribute set to every CPU explicitly means the same thing anyway.
+///
+/// # Safety
+/// `attr` points to an initialised `pthread_attr_t`.
 unsafe fn attr_has_affinity(attr: *const libc::pthread_attr_t) -> bool {
     let mut set: [u64; 16] = [0; 16];
-    let rc = libc::pthread_attr_getaffinity_np(
-        attr,
-        std::mem::size_of_val(&set),
-        set.as_mut_ptr().cast::<libc::cpu_set_t>(),
-    );
+    // SAFETY: attr is initialised (contract); glibc writes at most size_of_val(&set) bytes.
+    let rc = unsafe {
+        libc::pthread_attr_getaffinity_np(
+            attr,
+            std::mem::size_of_val(&set),
+            set.as_mut_ptr().cast::<libc::cpu_set_t>(),
+        )
+    };
     // A mask wider than 1024 CPUs does not fit our buffer (EINVAL): it is an explicit one.
     rc != 0 || set.iter().any(|&w| w != u64::MAX)
 }
@@ -287,8 +293,12 @@ struct Start {
 }
 
 /// Unboxes the start record; the Box is freed here, before the user's routine runs.
+///
+/// # Safety
+/// `p` came from `Box::into_raw` of a `Start` in `create`, and is taken once.
 unsafe fn take_start(p: *mut c_void) -> Start {
-    *Box::from_raw(p.cast::<Start>())
+    // SAFETY: as the contract says: our own Box, handed to exactly one new thread.
+    *unsafe { Box::from_raw(p.cast::<Start>()) }
 }
 
 static HOOK_WARNED: AtomicBool = AtomicBool::new(false);
@@ -310,16 +320,21 @@ fn bind_new_thread(b: &bind::Binding, clamp: bool) {
 
 /// Runs in the new thread: binds it, then becomes the user's routine. Nothing here needs dropping
 /// around that call, so pthread_exit and cancellation (forced unwinds) pass through cleanly.
+///
+/// # Safety
+/// Called by pthread_create with the `Start` record `create` boxed for this thread.
 unsafe extern "C-unwind" fn start_bound(p: *mut c_void) -> *mut c_void {
+    // SAFETY: p is the record `create` boxed for this very thread.
     let Start {
         routine,
         arg,
         binding,
         clamp,
-    } = take_start(p);
+    } = unsafe { take_start(p) };
     let _ = std::panic::catch_unwind(|| bind_new_thread(binding, clamp));
     match routine {
-        Some(f) => f(arg),
+        // SAFETY: the user's start routine with the user's argument, as pthread_create promised it.
+        Some(f) => unsafe { f(arg) },
         None => std::ptr::null_mut(),
     }
 }
@@ -331,6 +346,8 @@ enum Route {
     Wrap(&'static bind::Binding, bool),
 }
 
+/// # Safety
+/// `attr` is NULL or points to an initialised `pthread_attr_t` (pthread_create's contract).
 unsafe fn route(attr: *const libc::pthread_attr_t) -> Option<Route> {
     let b = bind::active()?;
     if b.threads == Threads::Off {
@@ -339,7 +356,8 @@ unsafe fn route(attr: *const libc::pthread_attr_t) -> Option<Route> {
     // The common case: the creator is inside the binding and the new thread inherits its mask; one
     // cheap query instead of a sched_setaffinity on every new thread.
     let inherits = b.membind == gpuaff_core::MemBind::None && creator_is_inside(b);
-    if inherits && (attr.is_null() || !attr_has_affinity(attr)) {
+    // SAFETY: attr is non-NULL here and initialised by the caller's contract.
+    if inherits && (attr.is_null() || !unsafe { attr_has_affinity(attr) }) {
         return None;
     }
     if attr.is_null() {
@@ -351,9 +369,11 @@ unsafe fn route(attr: *const libc::pthread_attr_t) -> Option<Route> {
         }
         return Some(Route::Wrap(b, false));
     }
-    if attr_has_affinity(attr) {
+    // SAFETY: as above.
+    if unsafe { attr_has_affinity(attr) } {
         // A foreign attribute: the guard decides (and reports, under warn).
-        return crate::guard::attr_needs_clamp(attr).then_some(Route::Wrap(b, true));
+        // SAFETY: attr is non-NULL and initialised.
+        return unsafe { crate::guard::attr_needs_clamp(attr) }.then_some(Route::Wrap(b, true));
     }
     Some(Route::Wrap(b, false))
 }
@@ -371,9 +391,12 @@ pub unsafe extern "C" fn pthread_create(
     start: Option<StartRoutine>,
     arg: *mut c_void,
 ) -> c_int {
-    create(thread, attr, start, arg)
+    // SAFETY: the caller's pthread_create contract, passed on.
+    unsafe { create(thread, attr, start, arg) }
 }
 
+/// # Safety
+/// Same contract as POSIX `pthread_create`.
 unsafe fn create(
     thread: *mut libc::pthread_t,
     attr: *const libc::pthread_attr_t,
@@ -383,14 +406,17 @@ unsafe fn create(
     let Some(real) = real_create() else {
         return libc::EAGAIN;
     };
-    let route = std::panic::catch_unwind(|| route(attr)).unwrap_or(None);
+    // SAFETY: attr as pthread_create's contract says.
+    let route = std::panic::catch_unwind(|| unsafe { route(attr) }).unwrap_or(None);
     match route {
-        None => real(thread, attr, start, arg),
+        // SAFETY (every `real` call below): libc's pthread_create with the caller's arguments, or
+        // with our own attribute or start record in their place.
+        None => unsafe { real(thread, attr, start, arg) },
         Some(Route::Attr(a)) => {
-            let rc = real(thread, a, start, arg);
+            let rc = unsafe { real(thread, a, start, arg) };
             // The binding may no longer be allowed (cgroup changed): never fail the host's thread.
             if rc == libc::EINVAL {
-                real(thread, attr, start, arg)
+                unsafe { real(thread, attr, start, arg) }
             } else {
                 rc
             }
@@ -402,9 +428,10 @@ unsafe fn create(
                 binding,
                 clamp,
             }));
-            let rc = real(thread, attr, Some(start_bound), boxed.cast());
+            let rc = unsafe { real(thread, attr, Some(start_bound), boxed.cast()) };
             if rc != 0 {
-                drop(Box::from_raw(boxed));
+                // SAFETY: no thread was created, so the record is still ours alone.
+                drop(unsafe { Box::from_raw(boxed) });
             }
             rc
         }

@@ -247,6 +247,7 @@ fn apply(root: &Path, backup: &Path, rel: &str, broken: &Broken) -> std::io::Res
         Broken::Dir => fs::create_dir(&path)?,
         Broken::Fifo => {
             let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a NUL-terminated path.
             if unsafe { libc::mkfifo(c.as_ptr(), 0o644) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
