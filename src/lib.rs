@@ -7,6 +7,7 @@
 mod apply;
 mod bind;
 mod ffi;
+mod handoff;
 mod launcher;
 mod msg;
 mod preload;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod cpuset;
 pub mod error;
 pub mod gpu;
+pub mod handoff;
 pub mod machine;
 mod names;
 pub mod plan;
