@@ -108,9 +108,9 @@ fn a_matching_key_applies_the_handed_plan_and_any_change_replans() {
         assert_eq!(worker(&fx, &fake, &[*extra]), own, "{extra:?} changed");
     }
     // Another version's plan.
-    let version = format!("version={} ", gpuaff_core::VERSION);
+    let version = format!("version={}%20", gpuaff_core::VERSION);
     assert!(fake.contains(&version));
-    let other = fake.replace(&version, "version=0.0.0-other ");
+    let other = fake.replace(&version, "version=0.0.0-other%20");
     assert_eq!(worker(&fx, &other, &[]), "0", "library version");
     // Another boot.
     boot_id(&fx, "99999999-2222-3333-4444-555555555555");

@@ -216,7 +216,10 @@ fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
-            '%' | '|' | ';' | ',' | '\n' | '\0' => o.push_str(&format!("%{:02X}", c as u32)),
+            // Nothing a shell or a launcher's variable list would split on.
+            '%' | '|' | ';' | ',' | ' ' | '"' | '\'' | '\\' | '\n' | '\0' => {
+                o.push_str(&format!("%{:02X}", c as u32))
+            }
             c => o.push(c),
         }
     }
@@ -275,7 +278,7 @@ mod tests {
         let b = rp(1, "", &[]);
         let warnings = vec!["w|1,;%".to_string(), String::new()];
         let v = encode("k|e;y", &warnings, &[Some(&a), Some(&b), None]);
-        assert!(!v.contains('\n'));
+        assert!(!v.contains(['\n', ' ', '"']));
         let (k, w, p) = decode(&v, 0).unwrap();
         assert_eq!((k.as_str(), &w, &p), ("k|e;y", &warnings, &a));
         assert_eq!(decode(&v, 1).unwrap().2, b);
