@@ -151,38 +151,63 @@ fn another_allowed_set_replans() {
     assert!(run.stdout.contains(" cpus 1"), "{}", run.describe());
 }
 
+/// The stderr lines of dry-run verbose workers, ranks 0..=gpus (one beyond the plan), under
+/// `gpuaff run` (`under`) or preloaded directly; pids cut off.
+fn dry_run_lines(fx: &TempTree, gpus: usize, under: bool, vars: &[(&str, &str)]) -> Vec<String> {
+    let script = format!(
+        "for r in $(seq 0 {gpus}); do LOCAL_RANK=$r /bin/true; done; \
+         test -n \"$GPU_AFFINITY_HANDOFF\" || echo no handoff >&2"
+    );
+    let p = if under {
+        Proc::new(env!("CARGO_BIN_EXE_gpuaff"))
+            .args(["run", "--lib"])
+            .arg(so_path())
+            .arg("--fsroot")
+            .arg(fx.path())
+            .args(["--", "/bin/sh", "-c", &script])
+    } else {
+        Proc::new("/bin/sh")
+            .args(["-c", &script])
+            .preload()
+            .env("GPU_AFFINITY_FSROOT", fx.path())
+    };
+    let run = p
+        .env("GPU_AFFINITY_DRY_RUN", "1")
+        .env("GPU_AFFINITY_VERBOSE", "1")
+        .envs(vars)
+        .run();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    run.stderr
+        .lines()
+        .map(|l| l.split(" (pid ").next().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn workers_under_gpuaff_run_get_the_plan_they_would_make() {
-    // Every rank of the DGX A100 fixture, dry run and verbose, under `gpuaff run` and without it:
-    // the same lines (plan, warnings, notes).
-    let fx = fixture("dgx-a100");
-    let script = "for r in 0 1 2 3 4 5 6 7 8; do LOCAL_RANK=$r /bin/true; done";
-    let vars = [("GPU_AFFINITY_DRY_RUN", "1"), ("GPU_AFFINITY_VERBOSE", "1")];
-    let under = Proc::new(env!("CARGO_BIN_EXE_gpuaff"))
-        .args(["run", "--lib"])
-        .arg(so_path())
-        .arg("--fsroot")
-        .arg(fx.path())
-        .args(["--", "/bin/sh", "-c", script])
-        .envs(&vars)
-        .run();
-    let alone = Proc::new("/bin/sh")
-        .args(["-c", script])
-        .preload()
-        .env("GPU_AFFINITY_FSROOT", fx.path())
-        .envs(&vars)
-        .run();
-    let strip = |s: &str| -> Vec<String> {
-        s.lines()
-            .map(|l| l.split(" (pid ").next().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(under.code(), Some(0), "{}", under.describe());
-    assert_eq!(
-        strip(&under.stderr),
-        strip(&alone.stderr),
-        "{}",
-        under.describe()
-    );
-    assert_eq!(strip(&under.stderr).len(), 9, "{}", under.describe());
+    // Every catalog machine, every rank (and one beyond), dry run and verbose, under `gpuaff run` and
+    // without it: the same lines (plan, warnings, notes, errors).
+    for spec in gpuaff_fixtures::catalog() {
+        let fx = fixture_spec(&spec);
+        let n = spec.gpus.len();
+        let modes: &[&[(&str, &str)]] = if spec.name == "dgx-a100" {
+            &[
+                &[],
+                &[MODE],
+                &[
+                    ("GPU_AFFINITY_MODE", "exclusive"),
+                    ("CUDA_VISIBLE_DEVICES", "3,2,1"),
+                ],
+            ]
+        } else {
+            &[&[]]
+        };
+        for vars in modes {
+            let under = dry_run_lines(&fx, n, true, vars);
+            let mut alone = dry_run_lines(&fx, n, false, vars);
+            assert_eq!(alone.pop().as_deref(), Some("no handoff"), "{}", spec.name);
+            assert_eq!(under, alone, "{} {vars:?}", spec.name);
+            assert!(under.len() > n, "{} {under:?}", spec.name);
+        }
+    }
 }
