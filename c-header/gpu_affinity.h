@@ -5,7 +5,11 @@
  * let its constructor bind from the environment (LOCAL_RANK, GPU_AFFINITY_*).
  *
  * Every function is safe to call from any thread, never unwinds across this boundary and never exits
- * the process. Failures return a negative errno value:
+ * the process. None is async-signal-safe (they allocate and read files): never call one from a signal
+ * handler. fork() is safe at any time, also while another thread is inside a call: the child can call
+ * them. A call here is the user's choice and moves the binding; GPU_AFFINITY_GUARD applies to other
+ * code's sched_setaffinity, pthread_setaffinity_np and pthread_create affinity attributes.
+ * Failures return a negative errno value:
  *   -EINVAL   an argument or environment value is malformed or out of range
  *   -ENODEV   no usable GPU (none present, none visible through CUDA_VISIBLE_DEVICES, no driver/sysfs entry)
  *   -EDOM     no CPU can be planned for the GPU within the allowed set (or strict mode refused a fallback)

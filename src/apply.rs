@@ -39,12 +39,15 @@ pub fn set_affinity(tid: libc::pid_t, cpus: &CpuSet) -> std::result::Result<(), 
     if words.is_empty() {
         return Err(libc::EINVAL);
     }
+    // The raw system call: libc's sched_setaffinity is the guard's interposer in this library, and
+    // gpuaff's own binding is authoritative.
     // SAFETY: the kernel reads words.len()*8 bytes from a valid slice.
     let n = unsafe {
-        libc::sched_setaffinity(
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
             tid,
             std::mem::size_of_val(words),
-            words.as_ptr().cast::<libc::cpu_set_t>(),
+            words.as_ptr(),
         )
     };
     if n == 0 {
@@ -191,36 +194,42 @@ pub fn set_mempolicy(policy: MemBind, nodes: &CpuSet) -> std::result::Result<(),
 }
 
 /// Sets the calling thread's memory policy, degrading bind/interleave → preferred → none when the
-/// kernel refuses (EPERM under seccomp, EINVAL when cpuset.mems excludes the nodes), one warning per
-/// step. Returns the policy in force.
+/// kernel refuses (EPERM under seccomp, EINVAL when cpuset.mems excludes the nodes): one warning for
+/// the whole degradation, naming each refusal. Returns the policy in force.
 pub fn apply_membind(want: MemBind, nodes: &CpuSet, warnings: &mut Warnings) -> MemBind {
+    if want == MemBind::None {
+        return MemBind::None;
+    }
+    if nodes.is_empty() {
+        warnings.push(format!(
+            "GPU_AFFINITY_MEMBIND={}: the plan names no NUMA node; the memory policy is left alone",
+            want.name()
+        ));
+        return MemBind::None;
+    }
     let mut policy = want;
+    let mut refused = Vec::new();
     while policy != MemBind::None {
-        if nodes.is_empty() {
-            warnings.push(format!(
-                "GPU_AFFINITY_MEMBIND={}: the plan names no NUMA node; the memory policy is left alone",
-                want.name()
-            ));
-            return MemBind::None;
-        }
         match set_mempolicy(policy, nodes) {
-            Ok(()) => return policy,
+            Ok(()) => break,
             Err(e) => {
-                let weaker = match policy {
+                refused.push(format!("{} ({})", policy.name(), os_text(e)));
+                policy = match policy {
                     MemBind::Bind | MemBind::Interleave => MemBind::Preferred,
                     _ => MemBind::None,
                 };
-                warnings.push(format!(
-                    "set_mempolicy({} on nodes {nodes}) refused: {}; using {} instead",
-                    policy.name(),
-                    os_text(e),
-                    weaker.name()
-                ));
-                policy = weaker;
             }
         }
     }
-    MemBind::None
+    if !refused.is_empty() {
+        warnings.push(format!(
+            "GPU_AFFINITY_MEMBIND={}: set_mempolicy on nodes {nodes} refused: {}; using {}",
+            want.name(),
+            refused.join(", then "),
+            policy.name()
+        ));
+    }
+    policy
 }
 
 #[cfg(test)]

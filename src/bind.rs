@@ -20,7 +20,6 @@ use crate::launcher::{self, Found, Policy};
 use crate::msg::Warnings;
 use gpuaff_core::{AllowedFrom, CpuSet, Error, MemBind, Mode, RankPlan, Request, Result, Threads};
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::OnceLock;
 
 pub const INHERITED_VAR: &str = "GPU_AFFINITY_INHERITED";
 
@@ -32,18 +31,24 @@ pub struct Binding {
     /// The memory policy in force (after degradation).
     pub membind: MemBind,
     pub threads: Threads,
+    /// What the guard does with foreign requests outside `cpus`.
+    pub guard: crate::guard::Guard,
+    /// GPU_AFFINITY_VERBOSE: the clamp guard reports too.
+    pub verbose: bool,
     /// A thread attribute carrying `cpus`, for threads created with a NULL attribute.
     attr: Option<Box<libc::pthread_attr_t>>,
 }
 
 impl Binding {
-    fn new(cpus: CpuSet, mems: CpuSet, membind: MemBind, threads: Threads) -> Binding {
+    fn new(cpus: CpuSet, mems: CpuSet, membind: MemBind, req: &Request) -> Binding {
         let attr = affinity_attr(&cpus);
         Binding {
             cpus,
             mems,
             membind,
-            threads,
+            threads: req.threads,
+            guard: crate::guard::Guard::DEFAULT,
+            verbose: req.verbose,
             attr,
         }
     }
@@ -87,6 +92,7 @@ pub fn active() -> Option<&'static Binding> {
 }
 
 fn publish(b: Binding) {
+    crate::guard::register_atfork();
     ACTIVE.store(Box::into_raw(Box::new(b)), Ordering::Release);
 }
 
@@ -108,7 +114,35 @@ enum Start {
     HardLimits { launcher_mask: CpuSet, found: Found },
 }
 
-static START: OnceLock<Start> = OnceLock::new();
+/// Set once, leaked. An atomic rather than a OnceLock: a fork while another thread initialised it
+/// would leave the child waiting on a lock no thread of its own holds.
+static START: AtomicPtr<Start> = AtomicPtr::new(std::ptr::null_mut());
+
+fn start_recorded() -> Option<&'static Start> {
+    // SAFETY: a published start is leaked, never freed.
+    unsafe { START.load(Ordering::Acquire).as_ref() }
+}
+
+/// Records the start unless one is already recorded; returns the one in force.
+fn record_start(s: Start) -> Start {
+    let new = Box::into_raw(Box::new(s));
+    match START.compare_exchange(
+        std::ptr::null_mut(),
+        new,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: just published; never freed.
+        Ok(_) => unsafe { (*new).clone() },
+        Err(old) => {
+            // SAFETY: `new` was never published; `old` is a leaked start.
+            unsafe {
+                drop(Box::from_raw(new));
+                (*old).clone()
+            }
+        }
+    }
+}
 
 /// Where the process starts from, and the masks gpuaff considers its own (a thread with any other
 /// mask was narrowed by someone else and is left alone). The start is decided once per process.
@@ -124,7 +158,7 @@ fn starting_masks() -> Result<(Start, Vec<CpuSet>)> {
             )
         })?;
     let mut ours = Vec::new();
-    let start = match START.get() {
+    let start = match start_recorded() {
         Some(s) => s.clone(),
         None => {
             let env = crate::preload::env_lookup;
@@ -146,7 +180,7 @@ fn starting_masks() -> Result<(Start, Vec<CpuSet>)> {
                     _ => Start::Mask(current.clone()),
                 },
             };
-            START.get_or_init(|| start).clone()
+            record_start(start)
         }
     };
     match &start {
@@ -222,6 +256,7 @@ fn behaves_like_this_machine(fsroot: &std::path::Path) -> bool {
 /// the calling thread's CPU mask is restored before returning).
 pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
     let mut warnings = Warnings::default();
+    let guard = crate::guard::Guard::from_env()?;
     let (start, ours) = starting_masks()?;
     let from = allowed_from(req, &start);
     // A plan handed down by `gpuaff run` applies only from a plain starting mask, key matched.
@@ -301,8 +336,8 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
             ),
         ));
     }
-    let threads = req.threads;
-    let binding = Binding::new(cpus.clone(), mems.clone(), membind, threads);
+    let mut binding = Binding::new(cpus.clone(), mems.clone(), membind, req);
+    binding.guard = guard;
     let mut thread_warnings = Warnings::default();
     let result = apply::bind_threads(&cpus, &ours, || publish(binding), &mut thread_warnings);
     if let Err(e) = result {

@@ -14,7 +14,7 @@ use gpuaff_core::{Cores, Error, MemBind, Request, Result, Threads};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::mem::{offset_of, size_of};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// `struct gpu_affinity_options`; keep in step with the header (fields are only ever appended).
 #[repr(C)]
@@ -229,7 +229,37 @@ unsafe fn request(o: &Options) -> Result<Request> {
 }
 
 /// One binding at a time: two threads binding at once would each leave the other's threads half done.
-static BINDING_CALL: Mutex<()> = Mutex::new(());
+/// The lock word holds the pid of the process whose thread holds it (0: free). A child forked while a
+/// thread of its parent held it finds its parent's pid there, and no thread of its own holding it: the
+/// lock is stale and taken over, so a fork during a call never leaves the child waiting.
+static BINDING_CALL: AtomicI32 = AtomicI32::new(0);
+
+struct CallLock;
+
+impl CallLock {
+    fn take() -> CallLock {
+        // SAFETY: getpid cannot fail.
+        let me = unsafe { libc::getpid() };
+        loop {
+            let held = BINDING_CALL.load(Ordering::Acquire);
+            if held != me
+                && BINDING_CALL
+                    .compare_exchange(held, me, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return CallLock;
+            }
+            // A binding takes milliseconds; polling keeps the lock a plain word.
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+}
+
+impl Drop for CallLock {
+    fn drop(&mut self) {
+        BINDING_CALL.store(0, Ordering::Release);
+    }
+}
 
 unsafe fn run(o: *const Options, cpus: *mut c_int, cpus_len: c_int, effect: Effect) -> c_int {
     guard(|| {
@@ -241,7 +271,7 @@ unsafe fn run(o: *const Options, cpus: *mut c_int, cpus_len: c_int, effect: Effe
         let o = read_options(o)?;
         let req = request(&o)?;
         let outcome = {
-            let _one = BINDING_CALL.lock().unwrap_or_else(|p| p.into_inner());
+            let _one = CallLock::take();
             bind::bind(&req, effect)?
         };
         if effect == Effect::Apply {

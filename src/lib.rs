@@ -7,7 +7,9 @@
 mod apply;
 mod bind;
 mod ffi;
+mod guard;
 mod handoff;
 mod launcher;
 mod msg;
+mod omp;
 mod preload;

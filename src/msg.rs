@@ -1,18 +1,38 @@
 //! Messages to the user: one `gpuaff:` line each, written straight to fd 2 with one write(2) call so
 //! that lines from several processes or threads never interleave and no stdio lock is taken.
 
-/// Writes `gpuaff: {text}\n` to stderr; a multi-line text is flattened to one line.
+/// The longest line written, in bytes (values inside messages are already quoted short; this is the
+/// backstop that keeps any message from flooding stderr).
+pub const MAX_LINE: usize = 1024;
+
+/// Writes `gpuaff: {text}\n` to stderr; a multi-line text is flattened to one line, and one longer
+/// than `MAX_LINE` is cut (its start names the variable or file it is about).
 pub fn line(text: &str) {
-    let mut out = String::with_capacity(text.len() + 9);
+    write_all(format_line(text).as_bytes());
+}
+
+fn format_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_LINE) + 12);
     out.push_str("gpuaff: ");
     for (i, part) in text.lines().enumerate() {
         if i > 0 {
             out.push(' ');
         }
         out.push_str(part);
+        if out.len() > MAX_LINE {
+            break;
+        }
+    }
+    if out.len() > MAX_LINE {
+        let mut end = MAX_LINE - 3;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
     }
     out.push('\n');
-    write_all(out.as_bytes());
+    out
 }
 
 fn write_all(mut bytes: &[u8]) {
@@ -65,6 +85,18 @@ impl Warnings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_one_line_and_bounded() {
+        assert_eq!(format_line("a\nb"), "gpuaff: a b\n");
+        let long = format_line(&"é".repeat(5000));
+        assert!(
+            long.len() <= MAX_LINE + 1 && long.ends_with("…\n"),
+            "{}",
+            long.len()
+        );
+        assert_eq!(long.matches('\n').count(), 1);
+    }
 
     #[test]
     fn warnings_are_deduplicated_in_order() {

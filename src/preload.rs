@@ -85,6 +85,10 @@ pub fn on_load() {
     if req.rank.is_none() {
         return;
     }
+    let omp = match crate::omp::enabled() {
+        Ok(on) => on,
+        Err(e) => return fail(&e, req.strict),
+    };
     match bind::bind(&req, Effect::Apply) {
         Ok(outcome) => {
             // Read before any setenv: a host that brings its own setenv/getenv (bash) answers
@@ -92,6 +96,12 @@ pub fn on_load() {
             let parent_report = env_lookup(REPORTED_VAR);
             if outcome.applied {
                 record_inherited(&outcome.original, &outcome.plan.cpus);
+                if omp {
+                    let set = crate::omp::set_thread_counts(&req.fsroot, &outcome.plan.cpus);
+                    if req.verbose && !set.is_empty() {
+                        msg::line(&format!("{}=1: set {}", crate::omp::VAR, set.join(" ")));
+                    }
+                }
             }
             // Once per binding: a child whose binding (and verbosity) equals what its parent already
             // reported stays quiet; a new binding or another rank prints.
@@ -151,14 +161,56 @@ fn set_env(name: &str, value: &str) {
     }
 }
 
-#[cfg(not(test))]
-#[ctor::ctor(unsafe)]
-fn gpuaff_load() {
+/// Whether the load-time work has run (or is running): it runs once, at the first of our
+/// constructor and an early `pthread_getaffinity_np`.
+static LOADED: AtomicBool = AtomicBool::new(false);
+
+fn load_once() {
+    if LOADED.swap(true, Ordering::AcqRel) {
+        return;
+    }
     // The panic hook has already printed the one line (a bug: the planning code reports errors as
     // values, and apply's system calls cannot panic).
     if std::panic::catch_unwind(on_load).is_err() && strict_from_env() {
         // SAFETY: before main; nothing of the host's to flush.
         unsafe { libc::_exit(STRICT_EXIT) };
+    }
+}
+
+#[cfg(not(test))]
+#[ctor::ctor(unsafe)]
+fn gpuaff_load() {
+    load_once();
+}
+
+type GetAffinityFn = unsafe extern "C" fn(libc::pthread_t, usize, *mut libc::cpu_set_t) -> c_int;
+static REAL_GETAFFINITY: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The interposed `pthread_getaffinity_np`. A library whose constructor runs before ours (the loader
+/// runs a preloaded library's constructor after those of the program's own libraries) and reads the
+/// mask to build its thread places (libgomp does) first triggers our load-time binding, so it sees the
+/// bound mask. Afterwards it only forwards.
+///
+/// # Safety
+/// Same contract as `pthread_getaffinity_np(3)`.
+#[cfg(not(test))]
+#[no_mangle]
+pub unsafe extern "C" fn pthread_getaffinity_np(
+    thread: libc::pthread_t,
+    size: usize,
+    mask: *mut libc::cpu_set_t,
+) -> c_int {
+    if !LOADED.load(Ordering::Relaxed) {
+        load_once();
+    }
+    match crate::guard::next(&REAL_GETAFFINITY, c"pthread_getaffinity_np") {
+        Some(p) => {
+            // SAFETY: libc's pthread_getaffinity_np, whose C signature GetAffinityFn spells.
+            let f = unsafe { std::mem::transmute::<*mut c_void, GetAffinityFn>(p) };
+            // SAFETY: the caller's arguments, passed on.
+            unsafe { f(thread, size, mask) }
+        }
+        None => libc::ENOSYS,
     }
 }
 
@@ -229,20 +281,24 @@ struct Start {
     routine: Option<StartRoutine>,
     arg: *mut c_void,
     binding: &'static bind::Binding,
+    /// Created with a foreign affinity attribute outside the binding: narrow it (the guard's clamp).
+    clamp: bool,
 }
 
 /// Unboxes the start record; the Box is freed here, before the user's routine runs.
-unsafe fn take_start(
-    p: *mut c_void,
-) -> (Option<StartRoutine>, *mut c_void, &'static bind::Binding) {
-    let s = Box::from_raw(p.cast::<Start>());
-    (s.routine, s.arg, s.binding)
+unsafe fn take_start(p: *mut c_void) -> Start {
+    *Box::from_raw(p.cast::<Start>())
 }
 
 static HOOK_WARNED: AtomicBool = AtomicBool::new(false);
 
-fn bind_new_thread(b: &bind::Binding) {
-    let cpus_ok = crate::apply::set_affinity(0, &b.cpus).is_ok();
+fn bind_new_thread(b: &bind::Binding, clamp: bool) {
+    let cpus_ok = if clamp {
+        crate::guard::clamp_self(b);
+        true
+    } else {
+        crate::apply::set_affinity(0, &b.cpus).is_ok()
+    };
     let mem_ok = b.membind == gpuaff_core::MemBind::None
         || crate::apply::set_mempolicy(b.membind, &b.mems).is_ok();
     let failed = !cpus_ok || !mem_ok;
@@ -254,8 +310,13 @@ fn bind_new_thread(b: &bind::Binding) {
 /// Runs in the new thread: binds it, then becomes the user's routine. Nothing here needs dropping
 /// around that call, so pthread_exit and cancellation (forced unwinds) pass through cleanly.
 unsafe extern "C-unwind" fn start_bound(p: *mut c_void) -> *mut c_void {
-    let (routine, arg, binding) = take_start(p);
-    let _ = std::panic::catch_unwind(|| bind_new_thread(binding));
+    let Start {
+        routine,
+        arg,
+        binding,
+        clamp,
+    } = take_start(p);
+    let _ = std::panic::catch_unwind(|| bind_new_thread(binding, clamp));
     match routine {
         Some(f) => f(arg),
         None => std::ptr::null_mut(),
@@ -265,7 +326,8 @@ unsafe extern "C-unwind" fn start_bound(p: *mut c_void) -> *mut c_void {
 /// What the hook does for one pthread_create call; None: pass through unchanged.
 enum Route {
     Attr(*const libc::pthread_attr_t),
-    Wrap(&'static bind::Binding),
+    /// Bind the new thread to the binding, or (true) clamp its attribute's mask into it.
+    Wrap(&'static bind::Binding, bool),
 }
 
 unsafe fn route(attr: *const libc::pthread_attr_t) -> Option<Route> {
@@ -286,12 +348,13 @@ unsafe fn route(attr: *const libc::pthread_attr_t) -> Option<Route> {
                 return Some(Route::Attr(a));
             }
         }
-        return Some(Route::Wrap(b));
+        return Some(Route::Wrap(b, false));
     }
     if attr_has_affinity(attr) {
-        return None;
+        // A foreign attribute: the guard decides (and reports, under warn).
+        return crate::guard::attr_needs_clamp(attr).then_some(Route::Wrap(b, true));
     }
-    Some(Route::Wrap(b))
+    Some(Route::Wrap(b, false))
 }
 
 /// The interposed `pthread_create`: with a binding in force (and GPU_AFFINITY_THREADS=inherit), a
@@ -331,11 +394,12 @@ unsafe fn create(
                 rc
             }
         }
-        Some(Route::Wrap(binding)) => {
+        Some(Route::Wrap(binding, clamp)) => {
             let boxed = Box::into_raw(Box::new(Start {
                 routine: start,
                 arg,
                 binding,
+                clamp,
             }));
             let rc = real(thread, attr, Some(start_bound), boxed.cast());
             if rc != 0 {

@@ -93,10 +93,28 @@ fn cases() -> Vec<Case<'static>> {
             LOCAL,
             &[("LOCAL_RANK", "0"), ("GPU_AFFINITY_DRY_RUN", "perhaps")],
         ),
+        // (A list naming no GPU at all, such as "garbage" or "-1", is "no GPU": quiet, see below.)
         case(
-            "CUDA_VISIBLE_DEVICES garbage",
+            "CUDA_VISIBLE_DEVICES beyond its entry limit",
             LOCAL,
-            &[("LOCAL_RANK", "0"), ("CUDA_VISIBLE_DEVICES", "garbage")],
+            Box::leak(Box::new([
+                ("LOCAL_RANK", "0"),
+                (
+                    "CUDA_VISIBLE_DEVICES",
+                    &*Box::leak("0,".repeat(5000).into_boxed_str()),
+                ),
+            ])),
+        ),
+        case(
+            "GPU_AFFINITY_MAP beyond its size limit",
+            LOCAL,
+            Box::leak(Box::new([
+                ("LOCAL_RANK", "0"),
+                (
+                    "GPU_AFFINITY_MAP",
+                    &*Box::leak("0-131071;".repeat(8000).into_boxed_str()),
+                ),
+            ])),
         ),
         case(
             "bad device order",
@@ -277,5 +295,22 @@ fn no_gpu_is_silent_unless_verbose() {
             "{name}: strict\n{}",
             strict.describe()
         );
+    }
+}
+
+#[test]
+fn visible_devices_naming_no_gpu_are_quiet_like_the_empty_value() {
+    // "-1" is the usual way to hide every GPU: no GPU, nothing bound, nothing said.
+    require_cpus_0_and_1();
+    let own = own_cpus();
+    let fx = fixture("two-gpu-local");
+    for cvd in ["", "-1", "garbage", "7,0"] {
+        let run = preloaded(c_program("threads", false), &fx, "0")
+            .args(["2", "0"])
+            .env("CUDA_VISIBLE_DEVICES", cvd)
+            .run();
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        assert_eq!(run.stderr, "", "CUDA_VISIBLE_DEVICES={cvd:?}");
+        assert_eq!(run.field("main ", "cpus"), Some(own.clone()), "{cvd:?}");
     }
 }

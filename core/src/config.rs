@@ -150,6 +150,7 @@ pub fn parse_bool(name: &str, value: &str) -> crate::Result<bool> {
 
 /// `GPU_AFFINITY_MAP`: `0-7;8-15;...`, one non-empty CPU list per local rank.
 pub fn parse_map(name: &str, value: &str) -> crate::Result<Vec<CpuSet>> {
+    crate::limits::check_list(name, value, ';')?;
     value
         .split(';')
         .map(|item| {

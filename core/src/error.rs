@@ -7,6 +7,26 @@ use std::fmt::{self, Write as _};
 /// The longest message, in characters, that `Display` writes before cutting it with `…`.
 pub const MAX_MESSAGE: usize = 600;
 
+/// How much of a value a message quotes.
+pub const SHOWN_BYTES: usize = 64;
+
+/// `value` quoted for a message: whole when short, else its start and its length (so a runaway value
+/// cannot flood stderr, and the message still begins with the variable it is about).
+pub fn shown(value: &str) -> String {
+    if value.len() <= SHOWN_BYTES {
+        return format!("{value:?}");
+    }
+    let mut end = SHOWN_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{:?}… ({} bytes)",
+        value.get(..end).unwrap_or_default(),
+        value.len()
+    )
+}
+
 /// What went wrong, coarsely: decides the errno at the C boundary and the CLI exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -83,7 +103,10 @@ impl Error {
         e
     }
     fn bad_text(name: &str, sep: &str, value: &str, accepted: &str) -> String {
-        format!("{name}{sep}{value:?} is not valid (accepted: {accepted})")
+        format!(
+            "{name}{sep}{} is not valid (accepted: {accepted})",
+            shown(value)
+        )
     }
     /// A `bad_value` error about a command-line option: names `flag` instead of the variable.
     /// Other errors are returned as they are.

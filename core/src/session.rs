@@ -95,7 +95,7 @@ fn plan_on(
     let visible = crate::gpu::visible(&machine.gpus, &req.devices)?;
     if let Some(var) = visible.none_by {
         return Err(Error::no_gpu(format!(
-            "{var} is empty: this process uses no GPU"
+            "{var} selects no GPU (empty, -1 or no valid first entry): this process uses no GPU"
         )));
     }
     let plan = plan_process(req, &machine, &visible);

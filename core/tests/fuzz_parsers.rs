@@ -130,7 +130,8 @@ fn visible_warnings_stay_on_one_line() {
         .collect();
     let v = gpuaff_core::gpu::resolve_visible(
         &gpus,
-        Some("9,0\n1"),
+        // (A first entry that is invalid means no GPU, without a warning.)
+        Some("0,9\n1"),
         gpuaff_core::DeviceOrder::PciBusId,
     )
     .unwrap();

@@ -186,6 +186,15 @@ impl Props<'_> {
 
 /// The GPUs the process sees: ROCr's filter, then HIP's on what ROCr left.
 pub fn resolve(gpus: &[Gpu], env: &DeviceEnv) -> crate::Result<Visible> {
+    for var in [
+        "ROCR_VISIBLE_DEVICES",
+        "HIP_VISIBLE_DEVICES",
+        "CUDA_VISIBLE_DEVICES",
+    ] {
+        if let Some(v) = env.get(var) {
+            crate::limits::check_list(var, v, ',')?;
+        }
+    }
     let mut vis = Visible::default();
     let rocr: Vec<usize> = match env.get("ROCR_VISIBLE_DEVICES") {
         None => (0..gpus.len()).collect(),
@@ -294,14 +303,24 @@ fn hip_filter(
     out
 }
 
+use crate::limits::shown;
+
 /// The warning for an entry that ends a list.
 fn ended(var: &str, value: &str, entry: &str, why: &str, rest: &[String], runtime: &str) -> String {
     let ignored = if rest.is_empty() {
         String::new()
     } else {
-        format!(" and the entries after it ({:?})", rest.join(","))
+        format!(
+            " and the {} entries after it ({})",
+            rest.len(),
+            shown(&rest.join(","))
+        )
     };
-    format!("{var}={value:?}: entry {entry:?} is invalid ({why}); {runtime} ignores it{ignored}")
+    format!(
+        "{var}={}: entry {} is invalid ({why}); {runtime} ignores it{ignored}",
+        shown(value),
+        shown(entry)
+    )
 }
 
 /// An index as C's `strtol(s, &end, 0)` reads a whole token: decimal, `0x` hex or leading-0 octal.

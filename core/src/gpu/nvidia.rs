@@ -42,7 +42,8 @@ impl GpuSource for Nvidia {
         let order = DeviceOrder::parse(env.get("CUDA_DEVICE_ORDER"))?;
         let cvd = env.get("CUDA_VISIBLE_DEVICES");
         let mut vis = resolve_visible(gpus, cvd, order)?;
-        if vis.gpus.is_empty() && cvd.map(str::trim) == Some("") {
+        // Empty, `-1` (the usual way to hide GPUs) or a list whose first entry is invalid: no GPU.
+        if vis.gpus.is_empty() && cvd.is_some() {
             vis.none_by = Some("CUDA_VISIBLE_DEVICES");
         }
         Ok(vis)
@@ -88,6 +89,7 @@ pub fn resolve_visible(
     match cuda_visible_devices {
         None => vis.gpus = (0..gpus.len()).collect(),
         Some(cvd) => {
+            crate::limits::check_list("CUDA_VISIBLE_DEVICES", cvd, ',')?;
             let entries: Vec<&str> = cvd.split(',').map(str::trim).collect();
             let nonempty = !(entries.len() == 1 && entries.first() == Some(&""));
             for (i, entry) in entries.iter().enumerate().filter(|_| nonempty) {
@@ -102,16 +104,27 @@ pub fn resolve_visible(
                     }
                     None => Some("no such GPU".to_string()),
                 };
+                // Nothing usable at all (`-1`, the usual way to hide GPUs): no GPU, as the empty
+                // value, which the caller reports quietly.
+                if why.is_some() && vis.gpus.is_empty() {
+                    break;
+                }
                 if let Some(why) = why {
                     let rest = entries.get(i + 1..).unwrap_or_default();
                     let ignored = if rest.is_empty() {
                         String::new()
                     } else {
-                        format!(" and the entries after it ({:?})", rest.join(","))
+                        format!(
+                            " and the {} entries after it ({})",
+                            rest.len(),
+                            crate::limits::shown(&rest.join(","))
+                        )
                     };
                     vis.warnings.push(format!(
-                        "CUDA_VISIBLE_DEVICES={cvd:?}: entry {entry:?} is invalid ({why}); \
-                         CUDA ignores it{ignored}"
+                        "CUDA_VISIBLE_DEVICES={}: entry {} is invalid ({why}); \
+                         CUDA ignores it{ignored}",
+                        crate::limits::shown(cvd),
+                        crate::limits::shown(entry)
                     ));
                     break;
                 }
@@ -555,13 +568,30 @@ mod tests {
             ("2,x9,0", vec![2], "x9"),
             ("1,1,2", vec![1], "already listed"),
             ("0,,2", vec![0], "\"\""),
-            ("-1,0", vec![], "-1"),
         ] {
             let v = vis(Some(cvd));
             assert_eq!(v.gpus, want, "{cvd}");
             assert_eq!(v.warnings.len(), 1, "{cvd}: {:?}", v.warnings);
             assert!(v.warnings[0].contains(named), "{cvd}: {:?}", v.warnings);
         }
+        // Nothing usable (`-1` hides every GPU): no GPU and no warning, as the empty value.
+        for cvd in ["-1", "-1,0", "x,0,1", "99"] {
+            let v = vis(Some(cvd));
+            assert!(v.gpus.is_empty() && v.warnings.is_empty(), "{cvd}: {v:?}");
+        }
+        // A long list is quoted by its start and length, the warning stays short.
+        let long = format!("0,{}", vec!["-1"; 3000].join(","));
+        let v = vis(Some(&long));
+        assert_eq!(v.gpus, [0]);
+        assert!(v.warnings[0].len() < 400, "{}", v.warnings[0]);
+        assert!(v.warnings[0].starts_with("CUDA_VISIBLE_DEVICES=\"0,-1"));
+        assert!(vis_err(&vec!["0"; 5000].join(",")).contains("5000 entries"));
+    }
+
+    fn vis_err(cvd: &str) -> String {
+        resolve_visible(&machine(), Some(cvd), DeviceOrder::PciBusId)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
