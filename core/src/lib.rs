@@ -6,6 +6,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod check;
 pub mod config;
 pub mod cpuset;
 pub mod error;
@@ -14,8 +15,11 @@ pub mod handoff;
 pub mod limits;
 pub mod machine;
 mod names;
+pub mod nvml_procs;
 pub mod plan;
+pub mod procfs;
 pub mod render;
+pub mod render_check;
 pub mod session;
 pub mod sysfs;
 pub mod topology;

@@ -16,7 +16,7 @@ pub fn rank_char(rank: usize) -> char {
     DIGITS.get(rank).map_or('#', |&b| b as char)
 }
 
-fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -35,16 +35,16 @@ fn json_str(s: &str) -> String {
     out
 }
 
-fn json_ids(set: &CpuSet) -> String {
+pub(crate) fn json_ids(set: &CpuSet) -> String {
     let ids: Vec<String> = set.iter().map(|i| i.to_string()).collect();
     format!("[{}]", ids.join(", "))
 }
 
-fn json_opt<T: std::fmt::Display>(v: Option<T>) -> String {
+pub(crate) fn json_opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "null".to_string(), |v| v.to_string())
 }
 
-fn json_strs(items: &[String]) -> String {
+pub(crate) fn json_strs(items: &[String]) -> String {
     let v: Vec<String> = items.iter().map(|s| json_str(s)).collect();
     format!("[{}]", v.join(", "))
 }
@@ -333,7 +333,7 @@ pub fn plan_text(m: &Machine, plan: &Plan) -> String {
 }
 
 /// One character per core: the rank bound there, `*` for several ranks, `.` free, `-` not allowed.
-fn machine_map(t: &Topology, plan: &Plan, _cores: Cores) -> String {
+pub fn machine_map(t: &Topology, plan: &Plan, _cores: Cores) -> String {
     let mut o = String::new();
     let bound: Vec<(usize, &CpuSet)> = plan
         .ranks

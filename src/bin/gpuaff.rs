@@ -8,6 +8,10 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+// Not src/bin/check.rs: cargo would take that for a second program.
+#[path = "gpuaff/check.rs"]
+mod check;
+
 const USAGE: &str = "\
 usage:
   gpuaff plan [--fsroot DIR] [--nproc N] [--mode M] [--cores all_logical|single_logical]
@@ -16,6 +20,7 @@ usage:
   gpuaff run [--mode M] [--cores C] [--balanced|--no-balanced] [--nproc N] [--membind B]
              [--fsroot DIR] [--verbose] [--dry-run] [--strict] [--keep-launcher-binding]
              [--lib PATH] -- COMMAND [ARGS...]
+  gpuaff check [PID...] [--all] [--json] [--proc DIR]
   gpuaff --version
 
 modes: none, socket, socket_single, socket_single_unique, socket_unique_interleaved,
@@ -40,6 +45,7 @@ fn main() -> ExitCode {
         Some("plan") => cmd_plan(&args[1..]),
         Some("topo") => cmd_topo(&args[1..]),
         Some("run") => cmd_run(&args[1..]),
+        Some("check") => check::cmd_check(&args[1..]),
         Some("--version" | "-V" | "version") => {
             println!("gpuaff {}", gpuaff_core::VERSION);
             Ok(ExitCode::SUCCESS)

@@ -42,6 +42,10 @@ fn check_fresh(so: &Path) {
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
+                // The command's sources (src/bin) are not part of the library.
+                if p.ends_with("src/bin") {
+                    continue;
+                }
                 newest(&p, best);
             } else if p.extension().is_some_and(|x| x == "rs") {
                 if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
@@ -266,6 +270,48 @@ impl Proc {
             stdout: t_out.join().unwrap_or_default(),
             stderr: t_err.join().unwrap_or_default(),
         }
+    }
+}
+
+/// A process left running for a test to look at; killed when dropped.
+pub struct Live {
+    child: std::process::Child,
+    pub pid: u32,
+}
+
+impl Live {
+    pub fn pid_s(&self) -> String {
+        self.pid.to_string()
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Starts the program and returns once it prints a line starting with `ready` (a test program
+    /// that then waits until its stdin closes: tests/c/hold.c).
+    pub fn spawn_ready(mut self) -> Live {
+        use std::io::BufRead;
+        self.cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = self.cmd.spawn().expect("spawn test program");
+        let pid = child.id();
+        let out = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        let live = Live { child, pid };
+        assert!(
+            line.starts_with("ready"),
+            "test program {pid} did not get ready (printed {line:?})"
+        );
+        live
     }
 }
 

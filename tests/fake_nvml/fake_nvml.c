@@ -9,6 +9,7 @@
  * own machine and tests can run in parallel), or the file named by FAKE_NVML_DESC. One GPU per line,
  * in NVML index order; '#' starts a comment line:
  *   gpu pci=00000000:07:00.0 uuid=GPU-... node=3 cpus=48-63,176-191 memnode=- model=NVIDIA_A100 minor=0 migs=-
+ * optionally followed by pids=PID,PID,...: the compute processes on that GPU (default none).
  * node: -1 allowed (no memory affinity); memnode: the GPU memory's CPU-less NUMA node, or -; model: '_'
  * stands for a space; migs: comma-separated MIG-uuids, or -.
  *
@@ -64,6 +65,8 @@ struct fake_dev {
     unsigned int minor;
     unsigned long cpus[MAX_CPUS / (8 * sizeof(unsigned long))];
     int nmigs;
+    unsigned int pids[16];        /* compute processes (nvmlDeviceGetComputeRunningProcesses) */
+    int npids;
 };
 
 static struct fake_dev gpus[MAX_GPUS];
@@ -180,6 +183,11 @@ static void parse_gpu_line(char *line) {
                 if (*p == '_') *p = ' ';
         } else if (strcmp(key, "minor") == 0) {
             g->minor = (unsigned int)strtoul(val, NULL, 10);
+        } else if (strcmp(key, "pids") == 0) {
+            char buf[1024], *psave = NULL;
+            snprintf(buf, sizeof buf, "%s", val);
+            for (char *q = strtok_r(buf, ",", &psave); q && g->npids < 16; q = strtok_r(NULL, ",", &psave))
+                g->pids[g->npids++] = (unsigned int)strtoul(q, NULL, 10);
         } else if (strcmp(key, "migs") == 0 && strcmp(val, "-") != 0) {
             char buf[1024], *msave = NULL;
             snprintf(buf, sizeof buf, "%s", val);
@@ -494,5 +502,31 @@ nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlDevice_t mig, nvml
     if (!parent) return NVML_ERROR_INVALID_ARGUMENT;
     if (!mig->is_mig) return NVML_ERROR_INVALID_ARGUMENT;
     *parent = &gpus[mig->parent];
+    return NVML_SUCCESS;
+}
+
+/* nvmlProcessInfo_t (v2 layout, as nvmlDeviceGetComputeRunningProcesses_v3 fills it). */
+typedef struct {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId, computeInstanceId;
+} nvmlProcessInfo_t;
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *count,
+                                                     nvmlProcessInfo_t *infos) {
+    CHECK(d);
+    if (!count) return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned int n = (unsigned int)d->npids;
+    if (*count < n || (!infos && n > 0)) {
+        *count = n;
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    for (unsigned int i = 0; i < n; i++) {
+        infos[i].pid = d->pids[i];
+        infos[i].usedGpuMemory = 1ULL << 30;
+        infos[i].gpuInstanceId = 0xFFFFFFFFu;
+        infos[i].computeInstanceId = 0xFFFFFFFFu;
+    }
+    *count = n;
     return NVML_SUCCESS;
 }
