@@ -2,8 +2,8 @@
 # Start-up cost of libgpuaff.so against its baselines and the alternatives, measured side by side in
 # one hyperfine run (medians of many runs; a markdown table of medians and ratios on stdout).
 #
-# Usage: scripts/bench-startup.sh [RUNS]   (default 300 runs per /bin/true command, RUNS/3 per python3
-#                                         command; about 2 minutes)
+# Usage: [ROUNDS=3] scripts/bench-startup.sh [RUNS]   (default 300 runs per /bin/true command, RUNS/3
+#                                         per python3 command, in ROUNDS rounds; about 3 minutes)
 # Needs: hyperfine, numactl, hwloc (hwloc-bind), cc, python3, and a release build (the script runs
 # `cargo build --release`). Uses CARGO_TARGET_DIR when set.
 #
@@ -23,7 +23,17 @@ runs=${1:-300}
 . scripts/bench-lib.sh
 bench_setup startup "hyperfine numactl hwloc gcc python3" hyperfine numactl hwloc-bind cc python3
 cc -O2 -shared -fPIC -o "$work/empty.so" scripts/empty.c
+cc -O2 -shared -fPIC -o "$work/floor.so" scripts/floor.c
 fx="$work/s256"
+dgx="$work/dgx-a100"
+big="$work/s4096-72"
+"$fixture" write dgx-a100 "$dgx" >/dev/null
+"$fixture" write-scaled 4096 72 "$big" >/dev/null
+# What `gpuaff run --fsroot FX` hands down to the processes it starts (GPU_AFFINITY_HANDOFF; no space
+# or quote in it, so it can stand in a hyperfine command).
+handed() {
+    "$target/release/gpuaff" run --lib "$lib" --fsroot "$1" -- /bin/sh -c 'printf %s "$GPU_AFFINITY_HANDOFF"'
+}
 # The interpreter itself: `python3` on PATH may be a wrapper script (pyenv shims start ~40 processes).
 py=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
 "$fixture" write-scaled 256 8 "$fx" >/dev/null
@@ -60,6 +70,8 @@ if ! "${bind[@]}" GPU_AFFINITY_VERBOSE=1 /bin/true 2>&1 | grep -q 'rank 0 -> GPU
     echo "bench-startup: libgpuaff did not bind rank 0 to CPUs 0-7,128-135 on the fixture" >&2
     exit 1
 fi
+check env "GPU_AFFINITY_HANDOFF=$(handed "$fx")" "${bind[@]:1}"
+check env "LD_PRELOAD=$work/floor.so"
 check env taskset -c 0-7,128-135
 check env numactl "--physcpubind=$here"
 check env HWLOC_THISSYSTEM=1 "HWLOC_FSROOT=$fx" hwloc-bind node:0 --
@@ -70,6 +82,13 @@ add() { names+=("$1"); cmds+=("$2"); }
 add "/bin/true" "env /bin/true"
 add "empty C preload" "env LD_PRELOAD=$work/empty.so /bin/true"
 add "libgpuaff, no rank" "env LD_PRELOAD=$lib /bin/true"
+add "C preload that only calls sched_setaffinity (the floor)" "env LD_PRELOAD=$work/floor.so /bin/true"
+dry="LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_DRY_RUN=1"
+add "libgpuaff, rank 0, dry run, dgx-a100" "env $dry GPU_AFFINITY_FSROOT=$dgx /bin/true"
+add "libgpuaff, rank 0, dry run, dgx-a100, plan handed down" "env GPU_AFFINITY_HANDOFF=$(handed "$dgx") $dry GPU_AFFINITY_FSROOT=$dgx /bin/true"
+add "libgpuaff, rank 0, dry run, 4096 CPUs 72 GPUs" "env $dry GPU_AFFINITY_FSROOT=$big /bin/true"
+add "libgpuaff, rank 0, dry run, 4096 CPUs 72 GPUs, plan handed down" "env GPU_AFFINITY_HANDOFF=$(handed "$big") $dry GPU_AFFINITY_FSROOT=$big /bin/true"
+add "libgpuaff, rank 0 bound (256 CPUs), plan handed down" "env GPU_AFFINITY_HANDOFF=$(handed "$fx") LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_FSROOT=$fx /bin/true"
 add "libgpuaff, rank 0, dry run (256 CPUs)" "env LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_FSROOT=$fx GPU_AFFINITY_DRY_RUN=1 /bin/true"
 add "libgpuaff, rank 0 bound (256 CPUs)" "env LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_FSROOT=$fx /bin/true"
 add "taskset -c 0-7,128-135" "env taskset -c 0-7,128-135 /bin/true"
@@ -92,7 +111,7 @@ for i in "${!cmds[@]}"; do
 done
 # hyperfine runs one command's runs back to back; three rounds spread slow drifts of a shared machine
 # over every command, and the medians pool all rounds.
-rounds=3
+rounds=${ROUNDS:-3}
 for round in $(seq $rounds); do
     hyperfine -N --style none --warmup 10 --runs $(((runs + rounds - 1) / rounds)) \
         --export-json "$work/startup-$round-a.json" "${true_args[@]}" >/dev/null 2>&1

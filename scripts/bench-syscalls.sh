@@ -37,19 +37,28 @@ print("\t".join([sys.argv[4], str(total), str(len(opened)), str(len(under))] + [
 EOF
 }
 
+# What `gpuaff run --fsroot FX` hands down to the processes it starts (GPU_AFFINITY_HANDOFF).
+handed() {
+    "$target/release/gpuaff" run --lib "$lib" --fsroot "$1" -- /bin/sh -c 'printf %s "$GPU_AFFINITY_HANDOFF"'
+}
+
 measure "plain /bin/true" ""
 measure "libgpuaff, no rank" "" "LD_PRELOAD=$lib"
-for spec in "16 8" "256 8" "1024 8" "4096 8" "1024 72"; do
+for spec in "16 8" "256 8" "1024 8" "4096 8" "1024 72" "4096 72"; do
     read -r cpus gpus <<<"$spec"
     fx="$work/s$cpus-$gpus"
     "$fixture" write-scaled "$cpus" "$gpus" "$fx" >/dev/null
     measure "rank 0, dry run, $cpus CPUs $gpus GPUs (scaled)" "$fx" \
+        "LD_PRELOAD=$lib" LOCAL_RANK=0 "GPU_AFFINITY_FSROOT=$fx" GPU_AFFINITY_DRY_RUN=1
+    measure "  the same, plan handed down" "$fx" "GPU_AFFINITY_HANDOFF=$(handed "$fx")" \
         "LD_PRELOAD=$lib" LOCAL_RANK=0 "GPU_AFFINITY_FSROOT=$fx" GPU_AFFINITY_DRY_RUN=1
     rm -rf "$fx"
 done
 fx="$work/dgx-a100"
 "$fixture" write dgx-a100 "$fx" >/dev/null
 measure "rank 0, dry run, dgx-a100 (256 CPUs 8 GPUs)" "$fx" \
+    "LD_PRELOAD=$lib" LOCAL_RANK=0 "GPU_AFFINITY_FSROOT=$fx" GPU_AFFINITY_DRY_RUN=1
+measure "  the same, plan handed down" "$fx" "GPU_AFFINITY_HANDOFF=$(handed "$fx")" \
     "LD_PRELOAD=$lib" LOCAL_RANK=0 "GPU_AFFINITY_FSROOT=$fx" GPU_AFFINITY_DRY_RUN=1
 
 python3 - "$work/rows.txt" <<'EOF'

@@ -258,9 +258,24 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
     let mut warnings = Warnings::default();
     let guard = crate::guard::Guard::from_env()?;
     let (start, ours) = starting_masks()?;
-    // Reads only what this mode needs; re-plans on the whole machine when that cannot vouch.
-    let session = gpuaff_core::session::plan_for_process(req, allowed_from(req, &start))?;
-    warnings.extend(session.warnings.iter().cloned());
+    let from = allowed_from(req, &start);
+    // A plan handed down by `gpuaff run` applies only from a plain starting mask, key matched.
+    let handed = match start {
+        Start::Mask(_) => crate::handoff::take(req, &from),
+        Start::HardLimits { .. } => None,
+    };
+    let (plan, allowed) = match handed {
+        Some(h) => {
+            warnings.extend(h.warnings);
+            (h.plan, h.allowed)
+        }
+        None => {
+            // Reads only what this mode needs; re-plans on the whole machine when that cannot vouch.
+            let session = gpuaff_core::session::plan_for_process(req, from)?;
+            warnings.extend(session.warnings.iter().cloned());
+            (session.plan, session.machine.topology.allowed)
+        }
+    };
     let mut notes = Vec::new();
     let original = match start {
         Start::Mask(m) => m,
@@ -268,8 +283,7 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
             launcher_mask,
             found,
         } => {
-            let allowed = &session.machine.topology.allowed;
-            if launcher_mask != *allowed {
+            if launcher_mask != allowed {
                 notes.push(format!(
                 "{} bound this process to CPUs {launcher_mask} ({}), which knows nothing of GPUs; \
                  planning within CPUs {} instead ({}=keep keeps the launcher's binding)",
@@ -279,10 +293,9 @@ pub fn bind(req: &Request, effect: Effect) -> Result<Outcome> {
                     launcher::LAUNCHER_BINDING_VAR
                 ));
             }
-            allowed.clone()
+            allowed
         }
     };
-    let plan = session.plan;
     if req.strict && plan.fallback {
         return Err(Error::unplannable(format!(
             "GPU {} ({}) has no allowed CPU of its own: {}",

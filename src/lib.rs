@@ -10,6 +10,7 @@ mod apply;
 mod bind;
 mod ffi;
 mod guard;
+mod handoff;
 mod launcher;
 mod loading;
 mod msg;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod cpuset;
 pub mod error;
 pub mod gpu;
+pub mod handoff;
 pub mod limits;
 pub mod machine;
 mod names;

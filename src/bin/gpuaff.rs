@@ -311,6 +311,26 @@ fn cmd_lib(args: &[String]) -> Result<ExitCode, Fail> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every rank's plan for the processes `gpuaff run` starts, so that they need not read the topology
+/// (see `gpuaff_core::handoff`). The allowed set starts as a worker's does: from this mask on this
+/// machine or on a tree whose online CPUs are all online here, else from the tree's online CPUs. A
+/// worker whose key differs plans for itself, so any failure here just hands nothing down.
+fn handoff(o: &Opts) -> Option<String> {
+    let online = |root: &Path| sysfs::Fs::new(root).read_list("sys/devices/system/cpu/online");
+    let here = o.req.fsroot == Path::new("/")
+        || match (online(&o.req.fsroot), online(Path::new("/"))) {
+            (Ok(Some(tree)), Ok(Some(live))) => !tree.is_empty() && tree.is_subset(&live),
+            _ => false,
+        };
+    let from = if here {
+        AllowedFrom::Process(sysfs::process_mask().ok()?)
+    } else {
+        AllowedFrom::Snapshot
+    };
+    let node = session::plan_node(&o.req, from).ok()?;
+    gpuaff_core::handoff::encode_node(&o.req, &node, &sysfs::Fs::new(&o.req.fsroot))
+}
+
 fn cmd_run(args: &[String]) -> Result<ExitCode, Fail> {
     use std::os::unix::process::CommandExt;
     let o = parse_opts(
@@ -347,6 +367,10 @@ fn cmd_run(args: &[String]) -> Result<ExitCode, Fail> {
     for (k, v) in &o.env_out {
         cmd.env(k, v);
     }
+    match handoff(&o) {
+        Some(v) => cmd.env(gpuaff_core::handoff::VAR, v),
+        None => cmd.env_remove(gpuaff_core::handoff::VAR),
+    };
     let err = cmd.exec();
     Err(Fail::Run(Error::invalid(format!(
         "cannot run {prog:?}: {err}"

@@ -1,0 +1,70 @@
+/* Interleaved start-up timing: every round runs each command once (in an order rotated by one each
+ * round), so slow drifts of a shared machine fall on every command alike; prints each command's median
+ * and the difference of medians from the second command (the baseline, e.g. an empty preload).
+ * Usage: interleave ROUNDS FILE   (FILE: one "NAME<TAB>ARGV..." per line, ARGV split on spaces)
+ * Build: cc -O2 -o interleave scripts/interleave.c */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+extern char **environ;
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) { fprintf(stderr, "usage: interleave ROUNDS FILE\n"); return 2; }
+    int rounds = atoi(argv[1]);
+    FILE *f = fopen(argv[2], "r");
+    if (!f || rounds < 1) { perror(argv[2]); return 2; }
+    char *names[64], **cmds[64];
+    int n = 0;
+    char line[65536];
+    while (n < 64 && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *tab = strchr(line, '\t');
+        if (!tab) continue;
+        *tab = 0;
+        names[n] = strdup(line);
+        char **av = calloc(256, sizeof *av);
+        int k = 0;
+        for (char *t = strtok(strdup(tab + 1), " "); t && k < 255; t = strtok(NULL, " ")) av[k++] = t;
+        cmds[n++] = av;
+    }
+    double *t = calloc((size_t)n * rounds, sizeof *t);
+    /* Every command's stderr goes to /dev/null alike (a binding beyond this machine's CPUs warns once). */
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    for (int r = 0; r < rounds; r++) {
+        for (int j = 0; j < n; j++) {
+            int i = (j + r) % n;
+            struct timespec a, b;
+            pid_t pid;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            if (posix_spawn(&pid, cmds[i][0], &fa, NULL, cmds[i], environ) != 0) { perror(cmds[i][0]); return 1; }
+            int st;
+            waitpid(pid, &st, 0);
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { fprintf(stderr, "%s failed\n", names[i]); return 1; }
+            t[i * rounds + r] = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+        }
+    }
+    double med[64];
+    for (int i = 0; i < n; i++) {
+        qsort(t + i * rounds, rounds, sizeof *t, cmp);
+        med[i] = t[i * rounds + rounds / 2];
+    }
+    printf("%d interleaved rounds; median per command.\n\n", rounds);
+    printf("| command | median (ms) | vs %s (ms) | ratio to it |\n|---|---:|---:|---:|\n", n > 1 ? names[1] : "");
+    for (int i = 0; i < n; i++)
+        printf("| %s | %.3f | %+.3f | %.2f |\n", names[i], med[i], med[i] - med[1], med[i] / med[1]);
+    return 0;
+}
