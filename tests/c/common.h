@@ -41,7 +41,8 @@ static inline void mempolicy_of_self(char *out, size_t len) {
     snprintf(out, len, "%d:%lx", mode, mask[0]);
 }
 
-/* Every thread of the process: "task TID CPULIST". */
+/* Every thread of the process: "task TID CPULIST". A thread that exited between the listing and the
+   read (a joined thread the kernel, or qemu-user, still lists for a moment) runs nowhere: left out. */
 static inline void print_tasks(void) {
     DIR *d = opendir("/proc/self/task");
     struct dirent *e;
@@ -49,7 +50,9 @@ static inline void print_tasks(void) {
     if (!d) { printf("tasks unreadable\n"); return; }
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
+        errno = 0;
         cpus_of((pid_t)atoi(e->d_name), cpus, sizeof cpus);
+        if (strcmp(cpus, "?") == 0 && (errno == ENOENT || errno == ESRCH)) continue;
         printf("task %s %s\n", e->d_name, cpus);
     }
     closedir(d);
