@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixture, require_cpus_0_and_1, so_path, Proc, Run};
+use common::{fixture, query, require_cpus_0_and_1, so_path, Proc, Run};
 
 fn gpuaff() -> Proc {
     Proc::new(env!("CARGO_BIN_EXE_gpuaff"))
@@ -12,26 +12,10 @@ fn gpuaff() -> Proc {
 /// The `"cpulist"` of every rank in `gpuaff plan --json` output, read by python3's json module so the
 /// output is checked as JSON, not as text.
 fn cpulists(run: &Run) -> Vec<String> {
-    let py = "import json,sys\nd=json.load(sys.stdin)\nfor r in d['ranks']: print(r.get('cpulist', 'error: ' + r.get('error', '?')))";
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", py])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(run.stdout.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("python3");
-    assert!(out.status.success(), "not JSON:\n{}", run.stdout);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    query(
+        run,
+        "for r in d['ranks']: print(r.get('cpulist', 'error: ' + r.get('error', '?')))",
+    )
 }
 
 #[test]

@@ -386,3 +386,27 @@ pub fn assert_all_tasks(run: &Run, want: &str, except: &[String]) {
         assert_eq!(cpus, want, "thread {tid}\n{}", run.describe());
     }
 }
+
+/// Runs `code` in python3 with `d` the parsed JSON of the run's stdout; its printed lines.
+pub fn query(run: &Run, code: &str) -> Vec<String> {
+    let py = format!("import json,sys\nd=json.load(sys.stdin)\n{code}");
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &py])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(run.stdout.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3");
+    assert!(out.status.success(), "not JSON:\n{}", run.describe());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

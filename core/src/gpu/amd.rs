@@ -253,7 +253,7 @@ fn rocr_filter(gpus: &[Gpu], value: &str, warnings: &mut Vec<String>) -> Vec<usi
             }
             Err(why) => why,
         };
-        warnings.push(ended(
+        warnings.push(super::list_ended(
             "ROCR_VISIBLE_DEVICES",
             value,
             &tokens[i],
@@ -295,32 +295,12 @@ fn hip_filter(
             Ok(g) => out.push(g),
             Err(why) => {
                 let rest: Vec<String> = tokens[i + 1..].iter().map(|t| t.to_string()).collect();
-                warnings.push(ended(name, value, tok, why, &rest, "HIP"));
+                warnings.push(super::list_ended(name, value, tok, why, &rest, "HIP"));
                 break;
             }
         }
     }
     out
-}
-
-use crate::limits::shown;
-
-/// The warning for an entry that ends a list.
-fn ended(var: &str, value: &str, entry: &str, why: &str, rest: &[String], runtime: &str) -> String {
-    let ignored = if rest.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " and the {} entries after it ({})",
-            rest.len(),
-            shown(&rest.join(","))
-        )
-    };
-    format!(
-        "{var}={}: entry {} is invalid ({why}); {runtime} ignores it{ignored}",
-        shown(value),
-        shown(entry)
-    )
 }
 
 /// An index as C's `strtol(s, &end, 0)` reads a whole token: decimal, `0x` hex or leading-0 octal.

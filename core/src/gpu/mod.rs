@@ -182,3 +182,29 @@ pub fn visible(gpus: &[Gpu], env: &DeviceEnv) -> crate::Result<Visible> {
     let vendor = gpus.first().map_or(Vendor::Nvidia, |g| g.vendor);
     source(vendor).resolve_visible(gpus, env)
 }
+
+/// The warning for an entry of a visible-device list that ends it (CUDA, ROCr and HIP all drop the
+/// entry and everything after it).
+pub(crate) fn list_ended(
+    var: &str,
+    value: &str,
+    entry: &str,
+    why: &str,
+    rest: &[impl AsRef<str>],
+    runtime: &str,
+) -> String {
+    let ignored = if rest.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " and the {} entries after it ({})",
+            rest.len(),
+            crate::limits::shown(&rest.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(","))
+        )
+    };
+    format!(
+        "{var}={}: entry {} is invalid ({why}); {runtime} ignores it{ignored}",
+        crate::limits::shown(value),
+        crate::limits::shown(entry)
+    )
+}

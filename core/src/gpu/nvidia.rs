@@ -111,20 +111,13 @@ pub fn resolve_visible(
                 }
                 if let Some(why) = why {
                     let rest = entries.get(i + 1..).unwrap_or_default();
-                    let ignored = if rest.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            " and the {} entries after it ({})",
-                            rest.len(),
-                            crate::limits::shown(&rest.join(","))
-                        )
-                    };
-                    vis.warnings.push(format!(
-                        "CUDA_VISIBLE_DEVICES={}: entry {} is invalid ({why}); \
-                         CUDA ignores it{ignored}",
-                        crate::limits::shown(cvd),
-                        crate::limits::shown(entry)
+                    vis.warnings.push(super::list_ended(
+                        "CUDA_VISIBLE_DEVICES",
+                        cvd,
+                        entry,
+                        &why,
+                        rest,
+                        "CUDA",
                     ));
                     break;
                 }
