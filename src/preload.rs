@@ -228,15 +228,7 @@ static REAL_CREATE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 /// The next `pthread_create` (libc's), found on first use: another library's constructor may create
 /// threads before ours ran.
 fn real_create() -> Option<CreateFn> {
-    let mut p = REAL_CREATE.load(Ordering::Relaxed);
-    if p.is_null() {
-        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT searches the objects loaded after ours.
-        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_create".as_ptr()) };
-        if p.is_null() {
-            return None;
-        }
-        REAL_CREATE.store(p, Ordering::Relaxed);
-    }
+    let p = crate::guard::next(&REAL_CREATE, c"pthread_create")?;
     // SAFETY: the symbol is libc's pthread_create, whose C signature CreateFn spells.
     Some(unsafe { std::mem::transmute::<*mut c_void, CreateFn>(p) })
 }
