@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Planning time as machines grow (criterion, benches/planning): Machine::load (the full sysfs read,
-# as `gpuaff plan`/`topo`), plan_all (every rank), plan_request for rank 0 on the full machine, and
+# as `gpuaff plan`/`topo`), plan_all (every rank), session::plan_process for rank 0 on the full machine, and
 # the shim's whole planning path (session::plan_for_process for rank 0), on fixture trees written once under
 # gpuaff_fixtures::scratch_root() (tmpfs /dev/shm when writable). Prints a markdown table of the
 # criterion medians, with files read per load and ratios to the 16-CPU machine.

@@ -1,6 +1,6 @@
 //! Planning time as machines grow: `Machine::load` (the sysfs read), `plan_all` (every rank, as
-//! `gpuaff plan` does) and `plan_request` for rank 0 (what the shim plans) separately, and the whole
-//! of what the shim does before binding (`load` + `resolve_visible` + `plan_request` for
+//! `gpuaff plan` does) and `session::plan_process` for rank 0 (what the shim plans) separately, and the whole
+//! of what the shim does before binding (`load` + `resolve_visible` + `plan_process` for
 //! rank 0). Each fixture tree is written once (gpuaff_fixtures::cached, under scratch_root(): tmpfs
 //! when /dev/shm is writable) and read many times.
 //!
@@ -107,7 +107,7 @@ fn bench(c: &mut Criterion) {
     let mut g = group(c, "plan_rank0", 2);
     for (label, req, m, visible) in &trees {
         g.bench_with_input(BenchmarkId::from_parameter(label), m, |b, m| {
-            b.iter(|| plan::plan_request(black_box(req), m, visible))
+            b.iter(|| session::plan_process(black_box(req), m, visible))
         });
     }
     g.finish();
