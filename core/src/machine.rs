@@ -209,13 +209,13 @@ fn gpu_scope(online: &CpuSet, nodes: &[NodeFacts], gpus: &[Gpu]) -> Option<CpuSe
         for n in nodes {
             let cpus = n.cpus.intersection(online);
             if g.numa_node == Some(n.id) || cpus.intersects(&local) {
-                near = near.union(&cpus);
+                near.union_with(&cpus);
             }
         }
         if near.is_empty() {
             return None;
         }
-        scope = scope.union(&near);
+        scope.union_with(&near);
     }
     Some(scope)
 }

@@ -5,6 +5,8 @@
 use crate::cpuset::CpuSet;
 use crate::error::{Error, Result};
 use std::cell::{Cell, OnceCell};
+use std::ffi::CStr;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The most a sysfs/procfs file may hold: a cpulist naming every other CPU of an 8,192-CPU machine
@@ -59,6 +61,13 @@ impl Fs {
     /// `O_NONBLOCK` reads EOF (no writer) or EAGAIN (a writer), a directory fails EISDIR, an endless
     /// device hits the cap; EAGAIN and EISDIR say "is not a regular file".
     pub fn read_opt(&self, rel: &str) -> Result<Option<String>> {
+        self.read_bytes(rel, |b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    /// Reads `rel` and hands its bytes to `f`: the path is built and the bytes read on the stack
+    /// (the heap only for a path or file past the stack buffers, 512 and 4,096 bytes), so a small
+    /// sysfs file costs no allocation beyond what `f` makes. None when the file does not exist.
+    fn read_bytes<R>(&self, rel: &str, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
         self.files_read.set(self.files_read.get() + 1);
         // The path is only built for a message.
         let err = |errno: i32, what: &str| {
@@ -68,7 +77,7 @@ impl Fs {
             )
             .with_errno(errno)
         };
-        let fd = match self.open_rel(rel) {
+        let fd = match self.open_rel(rel, OPEN_FILE) {
             Ok(fd) => fd,
             Err(errno) if is_absent_errno(errno) => return Ok(None),
             Err(errno) => return Err(err(errno, "cannot read")),
@@ -76,7 +85,9 @@ impl Fs {
         // A sysfs attribute arrives whole in one read (kernfs serves its buffered `show` output), so
         // under `sys/` a short read is the end. procfs seq_files (mounts, cgroup) are not: loop there.
         let one_shot = rel.trim_start_matches('/').starts_with("sys/");
-        let bytes = match read_capped(&fd, one_shot) {
+        let mut stack = [0u8; 4096];
+        let mut heap = Vec::new();
+        let bytes = match read_capped(&fd, one_shot, &mut stack, &mut heap) {
             Ok(b) => b,
             Err(errno) if matches!(errno, libc::EAGAIN | libc::EISDIR) => {
                 return Err(Error::file(&self.path(rel), "is not a regular file").with_errno(errno))
@@ -89,15 +100,12 @@ impl Fs {
                 format!("is larger than {MAX_FILE} bytes"),
             ));
         }
-        Ok(Some(match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        }))
+        Ok(Some(f(bytes)))
     }
 
-    /// Opens `rel` for reading: through a held directory when it is under one, else by its whole
-    /// path. The errno on failure.
-    fn open_rel(&self, rel: &str) -> std::result::Result<Fd, i32> {
+    /// Opens `rel` (`flags` added to `O_CLOEXEC`): through a held directory when it is under one,
+    /// else by its whole path, either built on the stack. The errno on failure.
+    fn open_rel(&self, rel: &str, flags: libc::c_int) -> std::result::Result<Fd, i32> {
         let rel = rel.trim_start_matches('/');
         for (i, prefix) in HELD.iter().enumerate() {
             let Some(rest) = rel.strip_prefix(prefix) else {
@@ -108,53 +116,70 @@ impl Fs {
             };
             let dir = cell.get_or_init(|| open_dir(&self.root.join(prefix)).ok());
             if let (Some(dir), false) = (dir, rest.is_empty()) {
-                let c = std::ffi::CString::new(rest).map_err(|_| libc::EINVAL)?;
-                return openat_read(dir.0, &c);
+                let mut path = StackBuf::new();
+                path.push(rest.as_bytes());
+                return openat(dir.0, path.c_str()?, flags);
             }
             break;
         }
+        // As `self.path(rel)`: the root, a separator unless it ends with one, the rest.
         use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(self.path(rel).as_os_str().as_bytes())
-            .map_err(|_| libc::EINVAL)?;
-        openat_read(libc::AT_FDCWD, &c)
+        let root = self.root.as_os_str().as_bytes();
+        let mut path = StackBuf::new();
+        path.push(root);
+        if root.last().is_some_and(|&b| b != b'/') {
+            path.push(b"/");
+        }
+        path.push(rel.as_bytes());
+        openat(libc::AT_FDCWD, path.c_str()?, flags)
     }
 
     /// The file's text without trailing NULs and surrounding whitespace; None when absent.
     pub fn read_str(&self, rel: &str) -> Result<Option<String>> {
-        Ok(self.read_opt(rel)?.map(|s| clean(&s).to_string()))
+        self.read_bytes(rel, |b| clean(&String::from_utf8_lossy(b)).to_string())
     }
 
     /// A decimal integer file (`physical_package_id`, `numa_node`, `level`); None when absent.
     /// An empty file counts as absent: snapshots hold empty placeholders.
     pub fn read_i64(&self, rel: &str) -> Result<Option<i64>> {
-        match self.read_str(rel)? {
+        let parsed = self.read_bytes(rel, |b| {
+            let text = String::from_utf8_lossy(b);
+            let s = clean(&text);
+            if s.is_empty() {
+                Ok(None)
+            } else {
+                s.parse::<i64>()
+                    .map(Some)
+                    .map_err(|_| format!("{s:?} is not an integer"))
+            }
+        })?;
+        match parsed {
             None => Ok(None),
-            Some(s) if s.is_empty() => Ok(None),
-            Some(s) => s
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| Error::file(&self.path(rel), format!("{s:?} is not an integer"))),
+            Some(r) => r.map_err(|why| Error::file(&self.path(rel), why)),
         }
     }
 
     /// A cpulist file (`0-3,8`); None when absent.
     pub fn read_list(&self, rel: &str) -> Result<Option<CpuSet>> {
-        match self.read_opt(rel)? {
+        match self.read_bytes(rel, |b| CpuSet::parse_list(&String::from_utf8_lossy(b)))? {
             None => Ok(None),
-            Some(s) => CpuSet::parse_list(&s)
-                .map(Some)
-                .map_err(|e| Error::file(&self.path(rel), e)),
+            Some(r) => r.map(Some).map_err(|e| Error::file(&self.path(rel), e)),
         }
     }
 
     /// A hexadecimal mask file (`ff,00000000`); None when absent or empty.
     pub fn read_mask(&self, rel: &str) -> Result<Option<CpuSet>> {
-        match self.read_opt(rel)? {
+        let parsed = self.read_bytes(rel, |b| {
+            let text = String::from_utf8_lossy(b);
+            if clean(&text).is_empty() {
+                Ok(None)
+            } else {
+                CpuSet::parse_mask(&text).map(Some)
+            }
+        })?;
+        match parsed {
             None => Ok(None),
-            Some(s) if clean(&s).is_empty() => Ok(None),
-            Some(s) => CpuSet::parse_mask(&s)
-                .map(Some)
-                .map_err(|e| Error::file(&self.path(rel), e)),
+            Some(r) => r.map_err(|e| Error::file(&self.path(rel), e)),
         }
     }
 
@@ -167,6 +192,43 @@ impl Fs {
         }
     }
 
+    /// `read_opt` of a path given as `format_args!`, built on the stack instead of in a `String`.
+    pub fn read_opt_fmt(&self, rel: fmt::Arguments<'_>) -> Result<Option<String>> {
+        self.read_opt(StackBuf::format(rel).as_str())
+    }
+
+    /// `read_str` of a path given as `format_args!`.
+    pub fn read_str_fmt(&self, rel: fmt::Arguments<'_>) -> Result<Option<String>> {
+        self.read_str(StackBuf::format(rel).as_str())
+    }
+
+    /// `read_i64` of a path given as `format_args!`.
+    pub fn read_i64_fmt(&self, rel: fmt::Arguments<'_>) -> Result<Option<i64>> {
+        self.read_i64(StackBuf::format(rel).as_str())
+    }
+
+    /// `read_list` of a path given as `format_args!`.
+    pub fn read_list_fmt(&self, rel: fmt::Arguments<'_>) -> Result<Option<CpuSet>> {
+        self.read_list(StackBuf::format(rel).as_str())
+    }
+
+    /// `read_mask` of a path given as `format_args!`.
+    pub fn read_mask_fmt(&self, rel: fmt::Arguments<'_>) -> Result<Option<CpuSet>> {
+        self.read_mask(StackBuf::format(rel).as_str())
+    }
+
+    /// `read_cpuset` of paths given as `format_args!`.
+    pub fn read_cpuset_fmt(
+        &self,
+        list_rel: fmt::Arguments<'_>,
+        mask_rel: fmt::Arguments<'_>,
+    ) -> Result<Option<CpuSet>> {
+        match self.read_list_fmt(list_rel)? {
+            Some(s) => Ok(Some(s)),
+            None => self.read_mask_fmt(mask_rel),
+        }
+    }
+
     /// Entry names of a directory (links or plain dirs alike), sorted; empty when it does not exist.
     pub fn list_dir(&self, rel: &str) -> Result<Vec<String>> {
         Ok(self.list_dir_opt(rel)?.unwrap_or_default())
@@ -174,23 +236,57 @@ impl Fs {
 
     /// Entry names of a directory, sorted; None when it does not exist (or is not a directory).
     pub fn list_dir_opt(&self, rel: &str) -> Result<Option<Vec<String>>> {
-        let path = self.path(rel);
-        let rd = match std::fs::read_dir(&path) {
-            Ok(rd) => rd,
-            Err(e) if is_absent(&e) => return Ok(None),
-            Err(e) => {
-                return Err(Error::file(&path, format!("cannot list directory: {e}"))
-                    .with_errno(e.raw_os_error().unwrap_or(libc::EIO)))
-            }
-        };
         let mut names = Vec::new();
-        for entry in rd {
-            let entry =
-                entry.map_err(|e| Error::file(&path, format!("cannot list directory: {e}")))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+        if !self.list_dir_each(rel, |name| names.push(name.to_string()))? {
+            return Ok(None);
         }
         names.sort();
         Ok(Some(names))
+    }
+
+    /// Hands each entry name of a directory to `f` (lossy UTF-8, unsorted: the order the kernel
+    /// lists them), without allocating per entry; false when the directory does not exist (or is
+    /// not one).
+    pub fn list_dir_each(&self, rel: &str, mut f: impl FnMut(&str)) -> Result<bool> {
+        let fail = |errno: i32| {
+            Error::file(
+                &self.path(rel),
+                format!(
+                    "cannot list directory: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                ),
+            )
+            .with_errno(errno)
+        };
+        let dir = match self.open_rel(rel, libc::O_RDONLY | libc::O_DIRECTORY) {
+            Ok(fd) => fd,
+            Err(errno) if is_absent_errno(errno) => return Ok(false),
+            Err(errno) => return Err(fail(errno)),
+        };
+        // The buffer glibc's opendir would allocate: as many getdents64 calls as readdir makes.
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            // SAFETY: `buf` has `buf.len()` writable bytes; `dir` is an open directory.
+            let n =
+                unsafe { libc::syscall(libc::SYS_getdents64, dir.0, buf.as_mut_ptr(), buf.len()) };
+            if n < 0 {
+                match errno() {
+                    libc::EINTR => continue,
+                    e => return Err(fail(e)),
+                }
+            }
+            let Some(data) = usize::try_from(n).ok().and_then(|n| buf.get(..n)) else {
+                return Err(fail(libc::EIO));
+            };
+            if data.is_empty() {
+                return Ok(true);
+            }
+            for name in dirents(data) {
+                if name != b"." && name != b".." {
+                    f(&String::from_utf8_lossy(name));
+                }
+            }
+        }
     }
 
     /// True when `rel` exists (following links) as anything.
@@ -214,17 +310,14 @@ impl Drop for Fd {
     }
 }
 
-/// `openat(dir, path, O_RDONLY|O_NONBLOCK|O_CLOEXEC)`; the errno on failure. O_NONBLOCK: opening
-/// a FIFO for reading would otherwise wait for a writer.
-fn openat_read(dir: libc::c_int, path: &std::ffi::CStr) -> std::result::Result<Fd, i32> {
+/// How files are opened for reading. O_NONBLOCK: opening a FIFO for reading would otherwise wait
+/// for a writer.
+const OPEN_FILE: libc::c_int = libc::O_RDONLY | libc::O_NONBLOCK;
+
+/// `openat(dir, path, flags|O_CLOEXEC)`; the errno on failure.
+fn openat(dir: libc::c_int, path: &CStr, flags: libc::c_int) -> std::result::Result<Fd, i32> {
     // SAFETY: `path` is NUL-terminated and outlives the call; `dir` is AT_FDCWD or an open fd.
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
+    let fd = unsafe { libc::openat(dir, path.as_ptr(), flags | libc::O_CLOEXEC) };
     if fd < 0 {
         Err(errno())
     } else {
@@ -250,52 +343,145 @@ fn open_dir(path: &Path) -> std::result::Result<Fd, i32> {
     }
 }
 
-/// Up to `MAX_FILE + 1` bytes of `fd`, through a stack buffer: sysfs files fit in one read, so
-/// the heap holds only the result.
-/// Reads to EOF, at most `MAX_FILE + 1` bytes. `one_shot`: a read shorter than asked is the end
+/// Reads to EOF, at most `MAX_FILE + 1` bytes: into `stack` while it holds them (every sysfs file
+/// but the largest cpulists), then on into `heap`. `one_shot`: a read shorter than asked is the end
 /// (sysfs attributes; regular files in fixture trees), which saves the read that returns 0.
-fn read_capped(fd: &Fd, one_shot: bool) -> std::result::Result<Vec<u8>, i32> {
-    let mut buf = [0u8; 4096];
-    let mut out: Vec<u8> = Vec::new();
+fn read_capped<'a>(
+    fd: &Fd,
+    one_shot: bool,
+    stack: &'a mut [u8; 4096],
+    heap: &'a mut Vec<u8>,
+) -> std::result::Result<&'a [u8], i32> {
+    let mut len = 0;
     loop {
-        let room = (MAX_FILE + 1 - out.len()).min(buf.len());
-        // SAFETY: `buf` has `room` <= its length writable bytes.
-        let n = unsafe { libc::read(fd.0, buf.as_mut_ptr().cast(), room) };
-        if n < 0 {
-            let e = errno();
-            if e == libc::EINTR {
-                continue;
-            }
+        let Some(room) = stack.get_mut(len..).filter(|r| !r.is_empty()) else {
+            break;
+        };
+        let asked = room.len();
+        let n = read_some(fd, room)?;
+        len += n;
+        if n == 0 || (one_shot && n < asked) {
+            return Ok(stack.get(..len).unwrap_or_default());
+        }
+    }
+    // Larger than the stack buffer: on in chunks of it, as before.
+    heap.extend_from_slice(stack);
+    loop {
+        let room = (MAX_FILE + 1 - heap.len()).min(stack.len());
+        let Some(chunk) = stack.get_mut(..room) else {
+            return Ok(heap);
+        };
+        let n = read_some(fd, chunk)?;
+        if n == 0 {
+            return Ok(heap);
+        }
+        heap.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        if heap.len() > MAX_FILE || (one_shot && n < room) {
+            return Ok(heap);
+        }
+    }
+}
+
+/// One `read` into `buf`, retried on EINTR; the bytes read, or the errno.
+fn read_some(fd: &Fd, buf: &mut [u8]) -> std::result::Result<usize, i32> {
+    loop {
+        // SAFETY: `buf` has `buf.len()` writable bytes.
+        let n = unsafe { libc::read(fd.0, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = errno();
+        if e != libc::EINTR {
             return Err(e);
         }
-        let n = n as usize;
-        if n == 0 {
-            return Ok(out);
+    }
+}
+
+/// The names in a `getdents64` buffer (`struct linux_dirent64`: inode 8 bytes, offset 8, record
+/// length 2, type 1, then the NUL-terminated name).
+fn dirents(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let len = usize::from(u16::from_ne_bytes(rest.get(16..18)?.try_into().ok()?));
+        let record = rest.get(..len).filter(|_| len > 19)?;
+        rest = rest.get(len..).unwrap_or_default();
+        let name = record.get(19..).unwrap_or_default();
+        Some(name.split(|&b| b == 0).next().unwrap_or_default())
+    })
+}
+
+/// Bytes kept on the stack up to its 512, on the heap past them: a relative path, or a C path.
+struct StackBuf {
+    stack: [u8; 512],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl StackBuf {
+    fn new() -> Self {
+        StackBuf {
+            stack: [0; 512],
+            len: 0,
+            heap: Vec::new(),
         }
-        out.extend_from_slice(buf.get(..n).unwrap_or_default());
-        if out.len() > MAX_FILE || (one_shot && n < room) {
-            return Ok(out);
+    }
+
+    /// The text of `args`, written here.
+    fn format(args: fmt::Arguments<'_>) -> Self {
+        let mut b = StackBuf::new();
+        let _ = fmt::Write::write_fmt(&mut b, args);
+        b
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.heap.is_empty() {
+            if let Some(dst) = self.stack.get_mut(self.len..self.len + bytes.len()) {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+                return;
+            }
+            self.heap
+                .extend_from_slice(self.stack.get(..self.len).unwrap_or_default());
         }
+        self.heap.extend_from_slice(bytes);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            self.stack.get(..self.len).unwrap_or_default()
+        } else {
+            &self.heap
+        }
+    }
+
+    /// The text written (only whole `str`s are, so it is UTF-8).
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.bytes()).unwrap_or_default()
+    }
+
+    /// The bytes NUL-terminated; EINVAL when they hold a NUL.
+    fn c_str(&mut self) -> std::result::Result<&CStr, i32> {
+        self.push(&[0]);
+        CStr::from_bytes_with_nul(self.bytes()).map_err(|_| libc::EINVAL)
+    }
+}
+
+impl fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
     }
 }
 
 use crate::error::last_errno as errno;
 
+/// ENOTDIR: a path component is a file (odd snapshots); ENODEV/ENXIO: sysfs attributes of absent
+/// hardware. All mean "this fact is not known here".
 fn is_absent_errno(errno: i32) -> bool {
     matches!(
         errno,
         libc::ENOENT | libc::ENOTDIR | libc::ENODEV | libc::ENXIO
     )
-}
-
-fn is_absent(e: &std::io::Error) -> bool {
-    // ENOTDIR: a path component is a file (odd snapshots); ENODEV/ENXIO: sysfs attributes of absent
-    // hardware. All mean "this fact is not known here".
-    matches!(e.kind(), std::io::ErrorKind::NotFound)
-        || matches!(
-            e.raw_os_error(),
-            Some(libc::ENOTDIR) | Some(libc::ENODEV) | Some(libc::ENXIO)
-        )
 }
 
 pub use crate::cpuset::clean;
@@ -476,6 +662,127 @@ mod tests {
         );
     }
 
+    #[test]
+    fn paths_from_format_args_and_past_the_stack_buffers() {
+        let t = TestFs::new("fmtpaths");
+        let cpu = 7;
+        t.file(
+            "sys/devices/system/cpu/cpu7/topology/core_cpus_list",
+            "7,71\n",
+        )
+        .file("sys/bus/pci/devices/0000:07:00.0/numa_node", "3\n")
+        .file("proc/self/cgroup", "0::/\n");
+        let fs = t.fs();
+        let dir = "sys/devices/system/cpu";
+        assert_eq!(
+            fs.read_list_fmt(format_args!("{dir}/cpu{cpu}/topology/core_cpus_list"))
+                .unwrap()
+                .unwrap()
+                .to_list(),
+            "7,71"
+        );
+        assert_eq!(
+            fs.read_i64_fmt(format_args!(
+                "sys/bus/pci/devices/{}/numa_node",
+                "0000:07:00.0"
+            ))
+            .unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            fs.read_str_fmt(format_args!("proc/self/{}", "cgroup"))
+                .unwrap()
+                .as_deref(),
+            Some("0::/")
+        );
+        assert_eq!(
+            fs.read_cpuset_fmt(format_args!("{dir}/nothing"), format_args!("{dir}/none"))
+                .unwrap(),
+            None
+        );
+        // Paths longer than the 512-byte stack buffer, under a held directory and not.
+        let long = "d".repeat(200);
+        let deep = format!("{long}/{long}/{long}/x");
+        t.file(&format!("{dir}/{deep}"), "1-2\n")
+            .file(&format!("etc/{deep}"), "42\n");
+        assert_eq!(
+            fs.read_list_fmt(format_args!("{dir}/{deep}"))
+                .unwrap()
+                .unwrap()
+                .to_list(),
+            "1-2"
+        );
+        assert_eq!(fs.read_i64(&format!("etc/{deep}")).unwrap(), Some(42));
+        let e = fs
+            .read_i64_fmt(format_args!(
+                "sys/bus/pci/devices/{}/numa_node",
+                "0000:07:00.0x"
+            ))
+            .unwrap();
+        assert_eq!(e, None);
+        // A path with a NUL is refused, naming it.
+        let e = fs.read_opt("sys/a\0b").unwrap_err();
+        assert!(e.message().contains("cannot read"), "{e}");
+        // The root spelt with a trailing separator reads the same files.
+        let slash = Fs::new(format!("{}/", t.root.display()));
+        assert_eq!(
+            slash.read_str("proc/self/cgroup").unwrap().as_deref(),
+            Some("0::/")
+        );
+        assert_eq!(fs.files_read(), 9);
+    }
+
+    #[test]
+    fn files_at_the_stack_buffer_boundary() {
+        let t = TestFs::new("boundary");
+        let fs = t.fs();
+        for n in [4095, 4096, 4097, 8192, 8193] {
+            let text = "7".repeat(n);
+            t.file("sys/f", &text).file("proc/f", &text);
+            assert_eq!(fs.read_opt("sys/f").unwrap().unwrap().len(), n);
+            assert_eq!(fs.read_opt("proc/f").unwrap().unwrap(), text);
+        }
+        // Invalid UTF-8 reads lossily, as before.
+        std::fs::write(t.root.join("sys/bad"), b"0-1\xff\n").unwrap();
+        assert_eq!(
+            fs.read_opt("sys/bad").unwrap().as_deref(),
+            Some("0-1\u{fffd}\n")
+        );
+        let e = fs.read_list("sys/bad").unwrap_err();
+        assert!(e.message().contains("sys/bad"), "{e}");
+    }
+
+    #[test]
+    fn listing_without_allocating_per_entry() {
+        let t = TestFs::new("listing");
+        // More entries than one getdents64 buffer holds (32 KiB): ~60 bytes per record.
+        for i in 0..1500 {
+            t.dir(&format!("sys/devices/system/cpu/cpu{i}-{}", "n".repeat(30)));
+        }
+        t.file("sys/devices/system/cpu/online", "0\n");
+        let fs = t.fs();
+        let mut seen = Vec::new();
+        assert!(fs
+            .list_dir_each("sys/devices/system/cpu", |n| seen.push(n.to_string()))
+            .unwrap());
+        assert_eq!(seen.len(), 1501);
+        assert!(!seen.iter().any(|n| n == "." || n == ".."));
+        seen.sort();
+        assert_eq!(fs.list_dir("sys/devices/system/cpu").unwrap(), seen);
+        // Through a held directory, and a file or nothing at all is no directory.
+        t.dir("sys/devices/system/cpu/cpu0/cache/index0");
+        assert_eq!(
+            fs.list_dir("sys/devices/system/cpu/cpu0/cache").unwrap(),
+            ["index0"]
+        );
+        assert_eq!(
+            fs.list_dir_opt("sys/devices/system/cpu/online").unwrap(),
+            None
+        );
+        assert_eq!(fs.list_dir_opt("sys/none").unwrap(), None);
+        assert!(!fs.list_dir_each("sys/none", |_| panic!()).unwrap());
+    }
+
     /// Whole-path opens against `openat` on a held directory: `GPU_AFFINITY_BENCH_ROOT` (a
     /// fixture tree) or a small one here. `cargo test -p gpuaff-core --lib openat_timing -- --ignored --nocapture`.
     #[test]
@@ -504,16 +811,16 @@ mod tests {
             }
             start.elapsed().as_secs_f64() * 1e6 / n as f64
         };
-        let whole = time(&|| {
-            let fd = openat_read(libc::AT_FDCWD, &full).unwrap();
-            assert!(!read_capped(&fd, true).unwrap().is_empty());
-        });
+        let read = |fd: &Fd| {
+            let (mut stack, mut heap) = ([0u8; 4096], Vec::new());
+            assert!(!read_capped(fd, true, &mut stack, &mut heap)
+                .unwrap()
+                .is_empty());
+        };
+        let whole = time(&|| read(&openat(libc::AT_FDCWD, &full, OPEN_FILE).unwrap()));
         let dir = open_dir(&root.join("sys/devices/system/cpu")).unwrap();
         let crel = std::ffi::CString::new(rel).unwrap();
-        let at = time(&|| {
-            let fd = openat_read(dir.0, &crel).unwrap();
-            assert!(!read_capped(&fd, true).unwrap().is_empty());
-        });
+        let at = time(&|| read(&openat(dir.0, &crel, OPEN_FILE).unwrap()));
         let fs = Fs::new(&root);
         let api = format!("sys/devices/system/cpu/{rel}");
         let read_opt = time(&|| assert!(fs.read_opt(&api).unwrap().is_some()));

@@ -88,14 +88,13 @@ fn kfd_gpus(fs: &Fs) -> crate::Result<Option<Vec<Gpu>>> {
     ids.sort_unstable();
     let mut gpus = Vec::new();
     for id in ids {
-        let dir = format!("{KFD_NODES}/{id}");
         // A node this process may not read (the device cgroup denies the GPU) is skipped, as
         // libhsakmt skips it: the GPU is not this process's.
-        let Ok(Some(text)) = fs.read_opt(&format!("{dir}/properties")) else {
+        let Ok(Some(text)) = fs.read_opt_fmt(format_args!("{KFD_NODES}/{id}/properties")) else {
             continue;
         };
         let props = Props(&text);
-        let gpu_id = match fs.read_str(&format!("{dir}/gpu_id")) {
+        let gpu_id = match fs.read_str_fmt(format_args!("{KFD_NODES}/{id}/gpu_id")) {
             Ok(Some(v)) => v.trim().parse::<u64>().ok(),
             _ => None,
         };

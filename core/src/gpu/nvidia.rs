@@ -264,29 +264,31 @@ pub fn discover_sysfs(fs: &crate::sysfs::Fs) -> crate::Result<Vec<Gpu>> {
 
 /// As `discover_sysfs`, reading the driver's identity files only as `reads` says.
 pub fn discover_sysfs_for(fs: &crate::sysfs::Fs, reads: GpuReads) -> crate::Result<Vec<Gpu>> {
-    // (normalized address, directory name as the driver spells it)
-    let proc_dirs: Option<Vec<(String, String)>> = fs.list_dir_opt(NV_PROC)?.map(|names| {
-        names
-            .into_iter()
-            .filter_map(|n| Some((normalize_bdf(&n)?, n)))
-            .collect()
-    });
+    // (address, directory name as the driver spells it); addresses compare as numbers, which is
+    // comparing their normalized forms.
+    let proc_dirs: Option<Vec<((u32, u32, u32, u32), String)>> =
+        fs.list_dir_opt(NV_PROC)?.map(|names| {
+            names
+                .into_iter()
+                .filter_map(|n| Some((parse_bdf(n.trim())?, n)))
+                .collect()
+        });
     let mut found: Vec<((u32, u32, u32, u32), Gpu)> = Vec::new();
     for name in fs.list_dir(PCI_DIR)? {
         let Some(key) = parse_bdf(&name) else {
-            continue;
-        };
-        let Some(bdf) = normalize_bdf(&name) else {
             continue;
         };
         // With the driver's procfs, only what it lists can be a GPU of this process: the other PCI
         // functions (hundreds on a real server) cost no reads at all.
         let proc_dir = match &proc_dirs {
             None => None,
-            Some(dirs) => match dirs.iter().find(|(b, _)| *b == bdf) {
-                Some((_, n)) => Some(format!("{NV_PROC}/{n}")),
+            Some(dirs) => match dirs.iter().find(|(k, _)| *k == key) {
+                Some((_, n)) => Some(n.as_str()),
                 None => continue,
             },
+        };
+        let Some(bdf) = normalize_bdf(&name) else {
+            continue;
         };
         let dir = format!("{PCI_DIR}/{name}");
         if proc_dir.is_none() && !pci::is_function(fs, &dir, NVIDIA, DISPLAY_3D)? {
@@ -294,20 +296,20 @@ pub fn discover_sysfs_for(fs: &crate::sysfs::Fs, reads: GpuReads) -> crate::Resu
         }
         let (numa_node, local_cpus) = pci::locality(fs, &dir)?;
         let mut gpu = Gpu {
-            pci_bus_id: bdf.clone(),
+            pci_bus_id: bdf,
             numa_node,
             local_cpus,
             ..Gpu::default()
         };
         if let Some(pdir) = proc_dir {
             if reads.identity {
-                if let Some(text) = fs.read_opt(&format!("{pdir}/information"))? {
+                if let Some(text) = fs.read_opt_fmt(format_args!("{NV_PROC}/{pdir}/information"))? {
                     let info = parse_information(&text);
                     gpu.uuid = info.uuid;
                     gpu.minor = info.minor;
                     gpu.model = info.model;
                 }
-                if let Some(text) = fs.read_opt(&format!("{pdir}/numa_status"))? {
+                if let Some(text) = fs.read_opt_fmt(format_args!("{NV_PROC}/{pdir}/numa_status"))? {
                     gpu.mem_node = parse_numa_status(&text);
                 }
             } else if reads.models {

@@ -37,12 +37,12 @@ pub fn parse_hex(s: &str) -> Option<u32> {
 /// `local_cpus` mask; empty when neither is there).
 pub fn locality(fs: &Fs, dir: &str) -> crate::Result<(Option<u32>, CpuSet)> {
     let numa_node = fs
-        .read_i64(&format!("{dir}/numa_node"))?
+        .read_i64_fmt(format_args!("{dir}/numa_node"))?
         .and_then(|n| u32::try_from(n).ok());
     let local_cpus = fs
-        .read_cpuset(
-            &format!("{dir}/local_cpulist"),
-            &format!("{dir}/local_cpus"),
+        .read_cpuset_fmt(
+            format_args!("{dir}/local_cpulist"),
+            format_args!("{dir}/local_cpus"),
         )?
         .unwrap_or_default();
     Ok((numa_node, local_cpus))
@@ -53,12 +53,12 @@ pub fn locality(fs: &Fs, dir: &str) -> crate::Result<(Option<u32>, CpuSet)> {
 /// function, odd class files included.
 pub fn is_function(fs: &Fs, dir: &str, vendor: u32, classes: &[u32]) -> crate::Result<bool> {
     let ours = fs
-        .read_str(&format!("{dir}/vendor"))?
+        .read_str_fmt(format_args!("{dir}/vendor"))?
         .is_some_and(|v| parse_hex(&v) == Some(vendor));
     if !ours {
         return Ok(false);
     }
-    let class = match fs.read_str(&format!("{dir}/class"))? {
+    let class = match fs.read_str_fmt(format_args!("{dir}/class"))? {
         Some(c) => parse_hex(&c).ok_or_else(|| {
             crate::Error::file(
                 &fs.path(&format!("{dir}/class")),
@@ -73,7 +73,7 @@ pub fn is_function(fs: &Fs, dir: &str, vendor: u32, classes: &[u32]) -> crate::R
 /// The model as the PCI device id says it ("PCI device 0x20b2"), for telling models apart.
 pub fn device_model(fs: &Fs, dir: &str) -> crate::Result<Option<String>> {
     Ok(fs
-        .read_str(&format!("{dir}/device"))?
+        .read_str_fmt(format_args!("{dir}/device"))?
         .and_then(|d| parse_hex(&d))
         .map(|d| format!("PCI device {d:#06x}")))
 }

@@ -711,7 +711,7 @@ impl<'a> Ctx<'a> {
         for core in &self.topo.cores {
             let part = core.cpus.intersection(set);
             if !part.is_empty() {
-                seen = seen.union(&part);
+                seen.union_with(&part);
                 keyed.push((core.cpus.iter().collect(), part));
             }
         }
@@ -783,7 +783,7 @@ impl<'a> Ctx<'a> {
         for cx in &self.topo.complexes {
             let part = cx.intersection(set);
             if !part.is_empty() {
-                seen = seen.union(&part);
+                seen.union_with(&part);
                 groups.push(part);
             }
         }

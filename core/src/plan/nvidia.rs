@@ -92,10 +92,6 @@ pub(super) fn choose(
     }
 }
 
-fn overlaps(a: &CpuSet, b: &CpuSet) -> bool {
-    a.words().iter().zip(b.words()).any(|(x, y)| x & y != 0)
-}
-
 /// GPUs in order each take the first core of their set not yet taken; one that finds none shares
 /// its set's first core (the reference shifts later ranks onto other GPUs' cores, or crashes).
 fn single_unique(parts: &Participants, me: usize, notes: &mut Vec<String>) -> Vec<CpuSet> {
@@ -103,13 +99,13 @@ fn single_unique(parts: &Participants, me: usize, notes: &mut Vec<String>) -> Ve
         let mut taken = CpuSet::new();
         let mut picks = Vec::with_capacity(parts.lists.len());
         for list in parts.lists.iter() {
-            let pick = match list.iter().position(|c| !overlaps(c, &taken)) {
+            let pick = match list.iter().position(|c| !c.intersects(&taken)) {
                 Some(i) => (i, false),
                 None if list.is_empty() => break,
                 None => (0, true),
             };
             if let Some(core) = list.get(pick.0) {
-                taken = taken.union(core);
+                taken.union_with(core);
             }
             picks.push(Some(pick));
         }

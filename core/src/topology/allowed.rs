@@ -142,7 +142,7 @@ pub fn cgroup_cpus(fs: &Fs, online: &CpuSet) -> Result<Option<CpuSet>> {
                 "effective_cpus",
                 "cpus",
             ] {
-                if let Some(set) = fs.read_list(&format!("{dir}/{file}"))? {
+                if let Some(set) = fs.read_list_fmt(format_args!("{dir}/{file}"))? {
                     if !set.is_empty() && (!file.contains("effective") || set.is_subset(online)) {
                         return Ok(Some(set));
                     }
@@ -156,7 +156,7 @@ pub fn cgroup_cpus(fs: &Fs, online: &CpuSet) -> Result<Option<CpuSet>> {
             loop {
                 let dir = join(m, &path);
                 for file in ["cpuset.cpus.effective", "cpuset.cpus"] {
-                    if let Some(set) = fs.read_list(&format!("{dir}/{file}"))? {
+                    if let Some(set) = fs.read_list_fmt(format_args!("{dir}/{file}"))? {
                         if !set.is_empty() && (!file.contains("effective") || set.is_subset(online))
                         {
                             return Ok(Some(set));

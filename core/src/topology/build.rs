@@ -5,6 +5,7 @@ use super::{Core, Node, Package, Topology};
 use crate::cpuset::CpuSet;
 
 /// `set` ∩ `online`, always holding `cpu` itself (a CPU is its own sibling even when the file forgets it).
+/// Shares `set`'s words when it already is that (the usual case).
 fn own_group(set: &Option<CpuSet>, online: &CpuSet, cpu: usize) -> Option<CpuSet> {
     set.as_ref().map(|s| {
         let mut g = s.intersection(online);
@@ -13,21 +14,49 @@ fn own_group(set: &Option<CpuSet>, online: &CpuSet, cpu: usize) -> Option<CpuSet
     })
 }
 
+fn marked(bits: &[u64], cpu: usize) -> bool {
+    bits.get(cpu / 64)
+        .is_some_and(|w| w & (1 << (cpu % 64)) != 0)
+}
+
 /// Partitions `online` into groups: each CPU, in ascending order, takes its group minus the CPUs
 /// already taken (as hwloc does, so inconsistent sibling masks cannot make overlapping groups).
-fn partition(online: &CpuSet, group_of: impl Fn(usize) -> CpuSet) -> Vec<CpuSet> {
-    let mut taken = CpuSet::new();
+/// The CPUs taken are one bitmap marked in place, and a group that overlaps none of them is the
+/// group's own (shared) set: nothing as wide as the machine is allocated per group.
+fn partition(online: &CpuSet, mut group_of: impl FnMut(usize) -> CpuSet) -> Vec<CpuSet> {
+    let mut taken = vec![0u64; online.words().len()];
     let mut groups = Vec::new();
     for cpu in online.iter() {
-        if taken.contains(cpu) {
+        if marked(&taken, cpu) {
             continue;
         }
-        let mut g = group_of(cpu).intersection(online).difference(&taken);
+        let mut g = group_of(cpu).intersection(online);
+        if g.iter().any(|c| marked(&taken, c)) {
+            g = g.iter().filter(|&c| !marked(&taken, c)).collect();
+        }
         g.insert(cpu);
-        taken = taken.union(&g);
+        for c in g.iter() {
+            if let Some(w) = taken.get_mut(c / 64) {
+                *w |= 1 << (c % 64);
+            }
+        }
         groups.push(g);
     }
     groups
+}
+
+/// CPU id (below `len`) → index of the group holding it, for disjoint groups (a partition of the
+/// online CPUs): one table instead of a search of the groups per CPU.
+fn group_index<'a>(len: usize, groups: impl Iterator<Item = &'a CpuSet>) -> Vec<Option<usize>> {
+    let mut of = vec![None; len];
+    for (i, g) in groups.enumerate() {
+        for cpu in g.iter() {
+            if let Some(slot) = of.get_mut(cpu) {
+                *slot = Some(i);
+            }
+        }
+    }
+    of
 }
 
 impl Topology {
@@ -114,30 +143,39 @@ impl Topology {
                 p.os_id = None;
             }
         }
-        let package_index = |cpu: usize| packages.iter().position(|p| p.cpus.contains(cpu));
+        let len = online.last().map_or(0, |l| l + 1);
+        let pkg_of = group_index(len, packages.iter().map(|p| &p.cpus));
+        let package_index = |cpu: usize| pkg_of.get(cpu).copied().flatten();
+        let want = facts.partial.as_ref();
 
-        // Cores.
-        let core_sets = partition(online, |cpu| {
-            let pkg = package_index(cpu)
-                .and_then(|i| packages.get(i))
-                .map(|p| p.cpus.clone())
-                .unwrap_or_else(|| CpuSet::single(cpu));
-            let Some(f) = by_id(cpu) else {
-                return CpuSet::single(cpu);
-            };
-            let Some(sib) = own_group(&f.thread_siblings, online, cpu) else {
-                return CpuSet::single(cpu);
-            };
-            let sib = sib.intersection(&pkg);
-            // AMD compute units: siblings with another core_id are cores of their own.
-            match f.core_id {
-                Some(my) => sib
-                    .iter()
-                    .filter(|&s| by_id(s).and_then(|g| g.core_id).map_or(true, |c| c == my))
-                    .collect(),
-                None => sib,
-            }
-        });
+        // Cores (none when a partial load did not read them: `narrow` would drop them).
+        let core_sets = if want.is_some_and(|w| !w.cores) {
+            Vec::new()
+        } else {
+            partition(online, |cpu| {
+                let Some(pkg) = package_index(cpu).and_then(|i| packages.get(i)) else {
+                    return CpuSet::single(cpu);
+                };
+                let Some(f) = by_id(cpu) else {
+                    return CpuSet::single(cpu);
+                };
+                let Some(sib) = own_group(&f.thread_siblings, online, cpu) else {
+                    return CpuSet::single(cpu);
+                };
+                let sib = sib.intersection(&pkg.cpus);
+                // AMD compute units: siblings with another core_id are cores of their own.
+                let other_core = |s: usize| {
+                    by_id(s)
+                        .and_then(|g| g.core_id)
+                        .is_some_and(|c| Some(c) != f.core_id)
+                };
+                if f.core_id.is_some() && sib.iter().any(other_core) {
+                    sib.iter().filter(|&s| !other_core(s)).collect()
+                } else {
+                    sib
+                }
+            })
+        };
         let cores = core_sets
             .into_iter()
             .map(|cpus| Core {
@@ -146,20 +184,24 @@ impl Topology {
             })
             .collect();
 
-        // Core complexes.
-        let no_cache: CpuSet = online
-            .iter()
-            .filter(|&c| by_id(c).map_or(true, |f| f.llc.is_none()))
-            .collect();
-        let complexes = partition(online, |cpu| {
-            match by_id(cpu).and_then(|f| own_group(&f.llc, online, cpu)) {
-                Some(s) => s,
-                None => package_index(cpu)
-                    .and_then(|i| packages.get(i))
-                    .map(|p| p.cpus.intersection(&no_cache))
-                    .unwrap_or_else(|| CpuSet::single(cpu)),
-            }
-        });
+        // Core complexes (none when a partial load did not read them).
+        let complexes = if want.is_some_and(|w| !w.complexes) {
+            Vec::new()
+        } else {
+            let no_cache: CpuSet = online
+                .iter()
+                .filter(|&c| by_id(c).map_or(true, |f| f.llc.is_none()))
+                .collect();
+            partition(online, |cpu| {
+                match by_id(cpu).and_then(|f| own_group(&f.llc, online, cpu)) {
+                    Some(s) => s,
+                    None => package_index(cpu)
+                        .and_then(|i| packages.get(i))
+                        .map(|p| p.cpus.intersection(&no_cache))
+                        .unwrap_or_else(|| CpuSet::single(cpu)),
+                }
+            })
+        };
 
         // NUMA nodes: the distance rows are in online-node order, which is our order.
         let n = facts.nodes.len();
