@@ -218,21 +218,27 @@ impl CpuSet {
     fn zip_with(&self, other: &CpuSet, f: impl Fn(u64, u64) -> u64) -> CpuSet {
         let (a, b) = (self.words(), other.words());
         let at = |i: usize| f(word(a, i), word(b, i));
-        let mut len = a.len().max(b.len());
-        while len > 0 && at(len - 1) == 0 {
-            len -= 1;
+        // One pass for the trimmed length and whether the result is an operand, then at most one
+        // allocation.
+        let (mut len, mut is_a, mut is_b) = (0, true, true);
+        for i in 0..a.len().max(b.len()) {
+            let r = at(i);
+            if r != 0 {
+                len = i + 1;
+            }
+            is_a &= r == word(a, i);
+            is_b &= r == word(b, i);
         }
         if len == 0 {
-            return CpuSet::new();
-        }
-        if len == a.len() && (0..len).all(|i| at(i) == word(a, i)) {
-            return self.clone();
-        }
-        if len == b.len() && (0..len).all(|i| at(i) == word(b, i)) {
-            return other.clone();
-        }
-        CpuSet {
-            words: Some((0..len).map(at).collect()),
+            CpuSet::new()
+        } else if is_a {
+            self.clone()
+        } else if is_b {
+            other.clone()
+        } else {
+            CpuSet {
+                words: Some((0..len).map(at).collect()),
+            }
         }
     }
 
