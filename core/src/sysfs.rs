@@ -353,10 +353,7 @@ fn read_capped<'a>(
     heap: &'a mut Vec<u8>,
 ) -> std::result::Result<&'a [u8], i32> {
     let mut len = 0;
-    loop {
-        let Some(room) = stack.get_mut(len..).filter(|r| !r.is_empty()) else {
-            break;
-        };
+    while let Some(room) = stack.get_mut(len..).filter(|r| !r.is_empty()) {
         let asked = room.len();
         let n = read_some(fd, room)?;
         len += n;

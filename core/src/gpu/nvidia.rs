@@ -262,18 +262,20 @@ pub fn discover_sysfs(fs: &crate::sysfs::Fs) -> crate::Result<Vec<Gpu>> {
     discover_sysfs_for(fs, GpuReads::ALL)
 }
 
+/// A PCI address as numbers (`parse_bdf`).
+type Bdf = (u32, u32, u32, u32);
+
 /// As `discover_sysfs`, reading the driver's identity files only as `reads` says.
 pub fn discover_sysfs_for(fs: &crate::sysfs::Fs, reads: GpuReads) -> crate::Result<Vec<Gpu>> {
     // (address, directory name as the driver spells it); addresses compare as numbers, which is
     // comparing their normalized forms.
-    let proc_dirs: Option<Vec<((u32, u32, u32, u32), String)>> =
-        fs.list_dir_opt(NV_PROC)?.map(|names| {
-            names
-                .into_iter()
-                .filter_map(|n| Some((parse_bdf(n.trim())?, n)))
-                .collect()
-        });
-    let mut found: Vec<((u32, u32, u32, u32), Gpu)> = Vec::new();
+    let proc_dirs: Option<Vec<(Bdf, String)>> = fs.list_dir_opt(NV_PROC)?.map(|names| {
+        names
+            .into_iter()
+            .filter_map(|n| Some((parse_bdf(n.trim())?, n)))
+            .collect()
+    });
+    let mut found: Vec<(Bdf, Gpu)> = Vec::new();
     for name in fs.list_dir(PCI_DIR)? {
         let Some(key) = parse_bdf(&name) else {
             continue;
