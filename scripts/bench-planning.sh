@@ -12,8 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-benches/planning/target}
-log="$target/bench-planning.log"
 mkdir -p "$target"
+# Absolute: cargo runs the benchmark in its crate's directory, where criterion puts its results
+# under CARGO_TARGET_DIR.
+target=$(cd "$target" && pwd)
+log="$target/bench-planning.log"
 if [ "${1:-}" != "--report" ]; then
     CARGO_TARGET_DIR=$target cargo bench --quiet --manifest-path benches/planning/Cargo.toml >"$log" 2>&1 || {
         tail -20 "$log" >&2
