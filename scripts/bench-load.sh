@@ -5,8 +5,8 @@
 # (libgcc_s.so.1: std's unwinder; libdl.so.2 + libpthread.so.0: what an object linked for glibc 2.28
 # needs), and with libgpuaff.so: an older build (OLD, e.g. main's), this tree's release build, and the
 # glibc-2.28 artefact of scripts/build-release.sh when it is present. Then, per object: size,
-# libraries needed, relocations, the dynamic loader's own cycles (LD_DEBUG=statistics), page faults
-# and CPU time (perf stat, where available).
+# libraries needed, relocations, the dynamic loader's own cycles (LD_DEBUG=statistics), and page
+# faults per process (perf stat, where available).
 #
 # Usage: [ROUNDS=400] scripts/bench-load.sh [OLD_LIBGPUAFF.so]   (about a minute here)
 set -euo pipefail
@@ -28,6 +28,7 @@ objects=()
     printf '%s\t%s\n' "/bin/true" "$e /bin/true"
     printf '%s\t%s\n' "empty C preload" "$e LD_PRELOAD=$work/empty.so /bin/true"
     printf '%s\t%s\n' "empty + libgcc_s.so.1" "$e LD_PRELOAD=$work/empty.so:libgcc_s.so.1 /bin/true"
+    printf '%s\t%s\n' "empty + libdl.so.2" "$e LD_PRELOAD=$work/empty.so:libdl.so.2 /bin/true"
     printf '%s\t%s\n' "empty + libdl.so.2 + libpthread.so.0" "$e LD_PRELOAD=$work/empty.so:libdl.so.2:libpthread.so.0 /bin/true"
     if [ -n "$old" ]; then
         printf '%s\t%s\n' "libgpuaff no rank, before ($old)" "$e LD_PRELOAD=$old /bin/true"
@@ -58,16 +59,13 @@ for o in "${objects[@]}"; do
     echo "| $name | $(stat -c %s "$so") | $needs | $rel | $((other - rel)) | $cycles |"
 done
 
-if command -v perf >/dev/null 2>&1 && perf stat -e task-clock true >/dev/null 2>&1; then
+if command -v perf >/dev/null 2>&1 && perf stat -e page-faults true >/dev/null 2>&1; then
     echo
-    echo "perf stat -r 200 (means per process):"
-    echo
-    echo "| command | task-clock (ms) | page faults |"
-    echo "|---|---:|---:|"
+    echo "| command | page faults (perf stat -r 200, mean per process) |"
+    echo "|---|---:|"
     while IFS=$'\t' read -r name cmd; do
         # shellcheck disable=SC2086
-        perf stat -x, -e task-clock,page-faults -r 200 $cmd 2>&1 >/dev/null |
-            awk -F, -v n="$name" '$3 ~ /^task-clock/ {t=$1} $3 ~ /^page-faults/ {f=$1}
-                END {printf "| %s | %.3f | %d |\n", n, t, f}'
+        perf stat -x, -e page-faults -r 200 $cmd 2>&1 >/dev/null |
+            awk -F, -v n="$name" '$3 ~ /^page-faults/ {printf "| %s | %d |\n", n, $1}'
     done <"$work/cmds.txt"
 fi
