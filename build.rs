@@ -29,7 +29,10 @@ fn main() {
 /// Why: loading libgcc_s.so.1 is most of what the preload costs a process that has no rank
 /// (docs/PERFORMANCE.md, "No-rank start-up"). The static copy is linked into the object with hidden
 /// (local) symbols, unwinds our own frames (catch_unwind at the C boundary), and leaves the host's
-/// unwinding to the host's libgcc_s. libgcc_eh.a from gcc 12 and later may need `_dl_find_object`
+/// unwinding to the host's libgcc_s. A forced unwind that glibc runs with its libgcc_s through our
+/// frames (pthread_exit, cancellation) calls our personality routine with that unwinder's context,
+/// read back through our copy's accessors: libgcc's context layout is versioned and has only grown
+/// since gcc 4 (tests/unwind.rs, tests/preload.rs run both kinds). libgcc_eh.a from gcc 12 and later may need `_dl_find_object`
 /// (glibc 2.35), which is why this is for builds that run where they are built: with a configured
 /// linker (cargo-zigbuild's zig, a cross gcc) or a cross target nothing changes, and
 /// scripts/build-release.sh's glibc-2.28 objects link zig's own unwinder as before.
