@@ -331,14 +331,16 @@ impl<'a> CpuReader<'a> {
             && !fs.exists("sys/devices/cpu_atom")
     }
 
-    /// The groups of CPUs within which one sibling pattern is looked for: the NUMA nodes' CPU
-    /// lists as sysfs gives them, else the packages when they were read, else the whole machine.
-    /// None when they overlap (broken NUMA information).
+    /// The groups of CPUs within which one sibling pattern is looked for: the NUMA nodes' online
+    /// CPUs, else the packages when they were read, else the whole machine. None when they
+    /// overlap (broken NUMA information). A node may list CPUs that are not online: with every
+    /// present CPU online (`smt_everywhere`) they do not exist (POWER lists every possible CPU),
+    /// so no core is missing a thread there.
     fn domains(&self, nodes: &[NodeFacts]) -> Vec<CpuSet> {
         let mut domains: Vec<CpuSet> = nodes
             .iter()
-            .filter(|n| !n.cpus.is_empty())
-            .map(|n| n.cpus.clone())
+            .map(|n| n.cpus.intersection(self.online))
+            .filter(|c| !c.is_empty())
             .collect();
         if domains.is_empty() {
             let mut done = CpuSet::new();
@@ -371,35 +373,34 @@ impl<'a> CpuReader<'a> {
         domains
     }
 
-    /// Learns the cores of the CPUs of `part` (a part of `domain`, a node's CPUs) from the
+    /// Learns the cores of the CPUs of `part` (a part of `domain`, a node's online CPUs) from the
     /// siblings of at most three of them; returns the CPUs whose cores are now known (all of
     /// `part` when it inferred, else the cores it read).
     ///
-    /// Why it is sound. The caller has the kernel's word that SMT is on and every present CPU
-    /// online, so every core has all its threads online, and that no hybrid cores are mixed.
-    /// Kernels number a machine's threads by one rule per machine (x86: by APIC id, core c's
-    /// threads c, c+N, ...; POWER and ARM: adjacent, c*T .. c*T+T-1), so within a node every
-    /// core is the same offset pattern D translated. This takes D from the first CPU's siblings
-    /// and checks it on what it read: the domain's CPUs are all online, D has at least two
-    /// threads, the node's CPUs are tiled exactly by disjoint translates of D (a CPU missing or
-    /// extra anywhere, or cores of differing widths, make this fail), the first, last and middle
-    /// CPUs' sibling files each equal the translate holding them (and lie in the node), each
-    /// translate lies in one package (when packages were read), and the machine has no compute
-    /// units (whose siblings need their own `core_id`s read; `compute_units`).
+    /// Why it is sound. The caller has the kernel's word that SMT is on, that every present CPU
+    /// is online (so every core has all its threads online: none was offlined by hand), and that
+    /// the cores are not of two kinds (`smt_everywhere`). What is left is how the threads are
+    /// numbered, and kernels number all cores of a machine by one rule (x86 by APIC id: core c's
+    /// threads c, c+N, ...; POWER and ARM adjacent: c*T .. c*T+T-1), so within a node every core
+    /// is one offset pattern D translated. D is taken from the first CPU's sibling file, then
+    /// checked against everything read: D has two threads or more; the node's online CPUs are
+    /// tiled exactly by disjoint translates of D (a missing or extra CPU anywhere, or a core of
+    /// another width at either end, breaks the tiling); the first, last and middle CPUs' sibling
+    /// files each equal the translate holding them, within the node; each translate lies in one
+    /// package (when packages were read); no compute units (whose cores need every `core_id`
+    /// read, see `compute_units`). A machine that passed all this yet had one odd core between
+    /// the samples would break the kernel's one rule; that is the one assumption made.
     ///
-    /// Falls back (returns the cores it read; the caller reads the rest one file per core) when
-    /// the node lists a CPU that is not online, a sibling file is missing, lies outside the node
-    /// or names a CPU not online, the first CPU has a single thread (D = {0}), the samples
-    /// disagree with the tiling (hybrid widths, POWER cores of mixed SMT modes, odd numbering),
-    /// the node cannot be tiled, a translate spans packages, or compute units were found.
+    /// Falls back (returns the cores it read; the caller reads every other core's file) when a
+    /// sampled sibling file is missing, does not list its CPU, or names a CPU outside the node
+    /// (or not online); when the first core has a single thread; when the samples disagree with
+    /// the tiling (hybrid cores, POWER cores in mixed SMT modes, odd numbering) or the node
+    /// cannot be tiled; when a translate spans packages; when compute units were found.
     fn infer_domain(&mut self, domain: &CpuSet, part: &CpuSet) -> Result<CpuSet> {
         let mut known = CpuSet::new();
         let (Some(first), Some(last)) = (part.first(), part.last()) else {
             return Ok(known);
         };
-        if !domain.is_subset(self.online) {
-            return Ok(known);
-        }
         let Some(sib) = self.sample(first, domain, &mut known)? else {
             return Ok(known);
         };

@@ -539,8 +539,12 @@ fn siblings_across_nodes_or_packages_fall_back() {
 
 #[test]
 fn odd_nodes_fall_back() {
-    // A node listing a CPU that is not online (nor present).
-    let t = smt_tree("infer-node-offline", &stride(4, 2), &["0-8"]);
+    // A node listing CPUs that do not exist (POWER lists every possible CPU): with every present
+    // CPU online they are no core's threads, and the node infers.
+    let t = smt_tree("infer-node-absent", &stride(8, 2), &["0-31"]);
+    assert_eq!(inferred(&t, false).1, 2 + 3 - 8);
+    // A listed CPU that is present but offline (a core missing a thread): no inference.
+    t.file("sys/devices/system/cpu/present", "0-16");
     assert_eq!(inferred(&t, false).1, FELL_BACK);
     // Overlapping nodes (every node lists every CPU, as broken firmware does): none infers.
     let t = smt_tree("infer-overlap", &stride(4, 2), &["0-7", "0-7"]);
