@@ -92,9 +92,9 @@ fn extract(tarball: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
     }
 }
 
-/// With inference on, the precondition costs `smt/control` and `present`; any file fewer than
-/// that means some node's cores were inferred.
-const PRECONDITION_FILES: usize = 2;
+/// With inference on, the precondition costs `smt/control`, `present` and the hybrid PMU's
+/// `cpus`; any file fewer than that means some node's cores were inferred.
+const PRECONDITION_FILES: usize = 3;
 
 #[test]
 fn hwloc_snapshots_claiming_smt_on() {

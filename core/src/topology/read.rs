@@ -311,10 +311,11 @@ impl<'a> CpuReader<'a> {
 
     /// The kernel's word that every core has all its threads online, and that the cores are all
     /// of one kind: `cpu/smt/control` reads `on` (SMT enabled: not `off`, `forceoff`,
-    /// `notsupported`, nor a thread count N as POWER allows), every present CPU is online (`present`
-    /// = online: no CPU, hence no sibling, was taken offline by hand or by `maxcpus=`), and the
-    /// machine is not an Intel hybrid (no `cpu_atom` PMU: P-cores with two threads beside E-cores
-    /// with one). A missing or unreadable file says nothing: no inference.
+    /// `notsupported`, nor a thread count N as POWER allows); every present CPU is online
+    /// (`present` = online: no CPU, hence no thread of a core, was taken offline by hand or by
+    /// `maxcpus=`); and the machine is not an Intel hybrid (no `cpu_atom` PMU listing E-cores,
+    /// which have one thread beside P-cores with two). A missing or unreadable `control` or
+    /// `present` says nothing, and an unreadable `cpu_atom/cpus` may be there: no inference.
     fn smt_everywhere(&self) -> bool {
         let fs = self.fs;
         fs.read_str(&format!("{CPU_DIR}/smt/control"))
@@ -328,7 +329,7 @@ impl<'a> CpuReader<'a> {
                 .flatten()
                 .as_ref()
                 == Some(self.online)
-            && !fs.exists("sys/devices/cpu_atom")
+            && matches!(fs.read_opt("sys/devices/cpu_atom/cpus"), Ok(None))
     }
 
     /// The groups of CPUs within which one sibling pattern is looked for: the NUMA nodes' online

@@ -345,8 +345,9 @@ fn inferred(t: &TestFs, packages: bool) -> (Vec<String>, isize) {
     (cores, n_on as isize - n_off as isize)
 }
 
-/// Inference read only `smt/control` and `present` more, then every core as before.
-const FELL_BACK: isize = 2;
+/// Inference read only `smt/control`, `present` and the hybrid PMU's `cpus` (absent) more, then
+/// every core as before.
+const FELL_BACK: isize = 3;
 
 #[test]
 fn infers_a_stride_numbered_machine_from_three_cpus_per_node() {
@@ -356,9 +357,9 @@ fn infers_a_stride_numbered_machine_from_three_cpus_per_node() {
     assert_eq!(cores.len(), 16);
     assert_eq!(cores[3], "3,19");
     // Off: 16 sibling files. On: control, present, and CPUs 0, 23 (core 7) and 4 per node.
-    assert_eq!(delta, 2 + 2 * 3 - 16);
+    assert_eq!(delta, 3 + 2 * 3 - 16);
     // With packages read, each translate is checked to lie in one package.
-    assert_eq!(inferred(&t, true).1, 2 + 2 * 3 - 16);
+    assert_eq!(inferred(&t, true).1, 3 + 2 * 3 - 16);
     // Within a scope (a GPU's node, a cgroup's part of it), only its cores are given.
     let fs = t.fs();
     let want = Want {
@@ -379,11 +380,11 @@ fn infers_power_smt4_adjacent_numbering() {
     let t = smt_tree("infer-smt4", &adjacent(8, 4), &["0-15", "16-31"]);
     let (cores, delta) = inferred(&t, false);
     assert_eq!(cores[1], "4-7");
-    assert_eq!(delta, 2 + 2 * 3 - 8);
+    assert_eq!(delta, 3 + 2 * 3 - 8);
     // No node directory: the packages (when read), else the whole machine, is one domain.
     std::fs::remove_dir_all(t.root.join("sys/devices/system/node")).unwrap();
-    assert_eq!(inferred(&t, true).1, 2 + 3 - 8);
-    assert_eq!(inferred(&t, false).1, 2 + 3 - 8);
+    assert_eq!(inferred(&t, true).1, 3 + 3 - 8);
+    assert_eq!(inferred(&t, false).1, 3 + 3 - 8);
 }
 
 #[test]
@@ -407,11 +408,11 @@ fn no_inference_without_the_kernels_word() {
     // `present` missing, unreadable as a list, or naming a CPU not online.
     t.file(&format!("{c}/smt/active"), "1");
     remove(&t, &format!("{c}/present"));
-    assert_eq!(inferred(&t, false).1, FELL_BACK);
+    assert_eq!(inferred(&t, false).1, 2);
     t.file(&format!("{c}/present"), "banana");
-    assert_eq!(inferred(&t, false).1, FELL_BACK);
+    assert_eq!(inferred(&t, false).1, 2);
     t.file(&format!("{c}/present"), "0-16");
-    assert_eq!(inferred(&t, false).1, FELL_BACK);
+    assert_eq!(inferred(&t, false).1, 2);
     t.file(&format!("{c}/present"), "0-15");
     assert!(inferred(&t, false).1 < 0, "the same tree infers");
 }
@@ -434,7 +435,7 @@ fn a_cpu_offlined_mid_core_falls_back() {
     t.file(&format!("{c}/present"), "0-19");
     let (got, delta) = inferred(&t, false);
     assert_eq!(got, ["0-1", "4-7", "8-9", "12-13", "16-17"]);
-    assert_eq!(delta, FELL_BACK);
+    assert_eq!(delta, 2, "control and present read");
     // Had `present` said all online, the tiling by pairs would have passed (the guard is needed).
     t.file(&format!("{c}/present"), "0-1,4-9,12-13,16-17");
     let (on, _) = cores_read(&t, true, false);
@@ -465,13 +466,16 @@ fn hybrid_cores_fall_back() {
     cores.extend([vec![8], vec![9]]);
     cores.extend((5..10).map(|c| vec![2 * c, 2 * c + 1]));
     let t = smt_tree("infer-hybrid-mid", &cores, &["0-19"]);
-    t.dir("sys/devices/cpu_atom");
+    t.file("sys/devices/cpu_atom/cpus", "8-9\n");
     let (got, delta) = inferred(&t, false);
     assert_eq!(got.len(), 11);
     assert_eq!(delta, FELL_BACK);
-    std::fs::remove_dir(t.root.join("sys/devices/cpu_atom")).unwrap();
+    std::fs::remove_dir_all(t.root.join("sys/devices/cpu_atom")).unwrap();
     let (on, _) = cores_read(&t, true, false);
     assert_eq!(on.cores.len(), 10, "without the PMU check 8 and 9 pair up");
+    // A PMU file that cannot be read (a directory here) may still be there: no inference.
+    t.dir("sys/devices/cpu_atom/cpus");
+    assert_eq!(inferred(&t, false).1, FELL_BACK);
 }
 
 #[test]
@@ -542,10 +546,10 @@ fn odd_nodes_fall_back() {
     // A node listing CPUs that do not exist (POWER lists every possible CPU): with every present
     // CPU online they are no core's threads, and the node infers.
     let t = smt_tree("infer-node-absent", &stride(8, 2), &["0-31"]);
-    assert_eq!(inferred(&t, false).1, 2 + 3 - 8);
+    assert_eq!(inferred(&t, false).1, 3 + 3 - 8);
     // A listed CPU that is present but offline (a core missing a thread): no inference.
     t.file("sys/devices/system/cpu/present", "0-16");
-    assert_eq!(inferred(&t, false).1, FELL_BACK);
+    assert_eq!(inferred(&t, false).1, 2);
     // Overlapping nodes (every node lists every CPU, as broken firmware does): none infers.
     let t = smt_tree("infer-overlap", &stride(4, 2), &["0-7", "0-7"]);
     assert_eq!(inferred(&t, false).1, FELL_BACK);
