@@ -104,6 +104,11 @@ pub fn read_facts(fs: &Fs) -> Result<Facts> {
 ///   siblings decide whether the others' are read (different ids: compute units, read them all;
 ///   equal: SMT, read no more).
 ///
+/// Beyond that, where the kernel says SMT is on and every present CPU online, a node's cores are
+/// inferred from the siblings of its first, last and middle CPUs when they show one numbering
+/// pattern that tiles the node (`Want::infer_cores`, `CpuReader::infer_domain`); otherwise every
+/// core's file is read.
+///
 /// Which cache index is the highest data/unified one is decided once per distinct set of index
 /// directories; after that one `shared_cpu_list` per cache instance is read. The file form that
 /// answered (`core_cpus_list`, `thread_siblings`, ...) is tried first for the next CPU.
