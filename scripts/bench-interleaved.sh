@@ -6,10 +6,13 @@
 # (dry run: its CPUs are not this machine's), bound on the 256-CPU fixture, and 4,096 CPUs / 72 GPUs
 # (dry run), each planning for itself and with the plan handed down by `gpuaff run`.
 #
-# Usage: scripts/bench-interleaved.sh [ROUNDS]   (default 400; about 2 minutes here)
+# Usage: scripts/bench-interleaved.sh [ROUNDS] [OLD_LIB]   (default 400; about 3 minutes here)
+# OLD_LIB: another build of libgpuaff.so (kept from before a change); its no-rank, dgx-a100 and
+# 4,096/72 rows are added, so that before and after are measured in the same rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-400}
+old=${2:-}
 . scripts/bench-lib.sh
 bench_setup interleaved "hyperfine numactl hwloc gcc" numactl hwloc-bind cc
 cc -O2 -shared -fPIC -o "$work/empty.so" scripts/empty.c
@@ -39,6 +42,12 @@ dry="LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_DRY_RUN=1"
     printf '%s\t%s\n' "libgpuaff, rank 0 bound, 256-CPU fixture, plan handed down" "$e GPU_AFFINITY_HANDOFF=$(handed "$s256") LD_PRELOAD=$lib LOCAL_RANK=0 GPU_AFFINITY_FSROOT=$s256 /bin/true"
     printf '%s\t%s\n' "libgpuaff, rank 0 4096 CPUs 72 GPUs (dry run)" "$e $dry GPU_AFFINITY_FSROOT=$big /bin/true"
     printf '%s\t%s\n' "libgpuaff, rank 0 4096 CPUs 72 GPUs (dry run), plan handed down" "$e GPU_AFFINITY_HANDOFF=$(handed "$big") $dry GPU_AFFINITY_FSROOT=$big /bin/true"
+    if [ -n "$old" ]; then
+        o="LD_PRELOAD=$(realpath "$old") LOCAL_RANK=0 GPU_AFFINITY_DRY_RUN=1"
+        printf '%s\t%s\n' "before: libgpuaff, no rank" "$e LD_PRELOAD=$(realpath "$old") /bin/true"
+        printf '%s\t%s\n' "before: libgpuaff, rank 0 dgx-a100 (dry run)" "$e $o GPU_AFFINITY_FSROOT=$dgx /bin/true"
+        printf '%s\t%s\n' "before: libgpuaff, rank 0 4096 CPUs 72 GPUs (dry run)" "$e $o GPU_AFFINITY_FSROOT=$big /bin/true"
+    fi
 } >"$work/cmds.txt"
 "$work/interleave" "$rounds" "$work/cmds.txt"
 

@@ -5,12 +5,14 @@
 # "no rank" are the floor every row includes (the dynamic loader, libc); the "added" columns subtract
 # the "no rank" row.
 #
-# Usage: scripts/bench-syscalls.sh      (about 30 seconds; counts, so one run of each is exact)
+# Usage: [LIB=old/libgpuaff.so] scripts/bench-syscalls.sh      (about 30 seconds; counts, so one run of each is exact)
 # Needs strace, python3 and a release build (the script runs `cargo build --release`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
 bench_setup syscalls "strace python3" strace python3
+# LIB=path measures another build (one kept from before a change) with this build's fixtures.
+lib=$(realpath "${LIB:-$lib}")
 
 rows=()
 measure() { # NAME FSROOT-or-empty ENV...
@@ -60,6 +62,12 @@ measure "rank 0, dry run, dgx-a100 (256 CPUs 8 GPUs)" "$fx" \
     "LD_PRELOAD=$lib" LOCAL_RANK=0 "GPU_AFFINITY_FSROOT=$fx" GPU_AFFINITY_DRY_RUN=1
 measure "  the same, plan handed down" "$fx" "GPU_AFFINITY_HANDOFF=$(handed "$fx")" \
     "LD_PRELOAD=$lib" LOCAL_RANK=0 "GPU_AFFINITY_FSROOT=$fx" GPU_AFFINITY_DRY_RUN=1
+for m in dgx-h100 mi300x grace-hopper; do
+    fx="$work/$m"
+    "$fixture" write "$m" "$fx" >/dev/null
+    measure "rank 0, dry run, $m ($("$fixture" list | awk -v m="$m" '$1 == m {print $2}') CPUs)" "$fx" \
+        "LD_PRELOAD=$lib" LOCAL_RANK=0 "GPU_AFFINITY_FSROOT=$fx" GPU_AFFINITY_DRY_RUN=1
+done
 
 python3 - "$work/rows.txt" <<'EOF'
 import sys
