@@ -93,7 +93,7 @@ fn extract(tarball: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
 }
 
 /// With inference on, the precondition costs `smt/control`, `present` and the hybrid PMU's
-/// `cpus`; any file fewer than that means some node's cores were inferred.
+/// `cpus`.
 const PRECONDITION_FILES: usize = 3;
 
 #[test]
@@ -111,10 +111,11 @@ fn hwloc_snapshots_claiming_smt_on() {
     tarballs.sort();
     assert!(!tarballs.is_empty(), "no snapshots in {}", dir.display());
     let mut failures = Vec::new();
-    let (mut inferred, mut fell_back) = (Vec::new(), Vec::new());
+    // (snapshot, outcome with `present` as the snapshot has it, outcome with `present` = online)
+    let mut outcomes: Vec<(String, Outcome, Outcome)> = Vec::new();
     eprintln!(
-        "\n{:<40} {:>8} {:>8}  present  {:>8}",
-        "snapshot", "read", "inferred", "all on"
+        "\n{:<36} {:>5} {:>5} {:<8} {:<14} {:>5} {:<14}",
+        "snapshot", "read", "infer", "present", "outcome", "infer", "present=online"
     );
     for tarball in &tarballs {
         let name = tarball
@@ -130,61 +131,79 @@ fn hwloc_snapshots_claiming_smt_on() {
                 continue;
             }
         };
-        // The kernel's word, whatever the snapshot says (or lacks): SMT on, and every present
-        // CPU online where the snapshot has no `present` (the kernel lists one per cpuN dir).
+        // The kernel's word, whatever the snapshot says (or lacks): SMT on; where the snapshot
+        // has no `present`, one CPU per cpuN directory (as the kernel lists them), and then its
+        // `online` written out too (else the loader would take `present` for it).
         let cpu = root.join("sys/devices/system/cpu");
+        let online = gpuaff_core::topology::read_online(&Fs::new(&root));
         let _ = std::fs::create_dir_all(cpu.join("smt"));
-        let wrote = std::fs::write(cpu.join("smt/active"), "1\n")
+        let mut wrote = std::fs::write(cpu.join("smt/active"), "1\n")
             .and_then(|_| std::fs::write(cpu.join("smt/control"), "on\n"));
         let present = if cpu.join("present").exists() {
             "kept"
         } else {
-            let _ = std::fs::write(cpu.join("present"), cpu_dirs(&root));
+            wrote = wrote.and_then(|_| std::fs::write(cpu.join("present"), cpu_dirs(&root)));
+            if let (false, Ok(o)) = (cpu.join("online").exists(), &online) {
+                wrote = wrote.and_then(|_| std::fs::write(cpu.join("online"), o.to_list()));
+            }
             "added"
         };
-        match wrote
+        let first = wrote
             .map_err(|e| format!("{name}: {e}"))
-            .and_then(|_| compare(&name, &root))
-        {
-            Ok((off, on)) => {
-                // Then a harder case: `present` made equal to the online CPUs, as if no CPU
-                // had been taken offline, so that only the checks on the sibling files stand
-                // between inference and the snapshots' offline CPUs, odd widths and numbering.
-                let online = gpuaff_core::topology::read_online(&Fs::new(&root));
-                let forced = online
-                    .map_err(|e| e.to_string())
-                    .and_then(|o| {
-                        std::fs::write(cpu.join("present"), o.to_list()).map_err(|e| e.to_string())
-                    })
-                    .map_err(|e| format!("{name}: {e}"))
-                    .and_then(|_| compare(&name, &root));
-                match forced {
-                    Ok((_, all_on)) => {
-                        eprintln!("{name:<40} {off:>8} {on:>8}  {present:<7}  {all_on:>8}")
-                    }
-                    Err(e) => failures.push(format!("with present = online: {e}")),
-                }
-                if on < off + PRECONDITION_FILES {
-                    inferred.push(name);
-                } else {
-                    fell_back.push(name);
-                }
+            .and_then(|_| compare(&name, &root));
+        // Then a harder case: `present` made equal to the online CPUs, as if no CPU had been
+        // taken offline, so that only the checks on the sibling files stand between inference
+        // and the snapshots' offline CPUs, odd widths and numbering.
+        let forced = gpuaff_core::topology::read_online(&Fs::new(&root))
+            .map_err(|e| e.to_string())
+            .and_then(|o| {
+                std::fs::write(cpu.join("present"), o.to_list()).map_err(|e| e.to_string())
+            })
+            .map_err(|e| format!("{name} with present = online: {e}"))
+            .and_then(|_| compare(&name, &root));
+        match (first, forced) {
+            (Ok((off, on)), Ok((off2, on2))) => {
+                let (a, b) = (Outcome::of(off, on), Outcome::of(off2, on2));
+                eprintln!(
+                    "{name:<36} {off:>5} {on:>5} {present:<8} {:<14} {on2:>5} {:<14}",
+                    a.label(),
+                    b.label()
+                );
+                outcomes.push((name, a, b));
             }
-            Err(e) => failures.push(e),
+            (a, b) => failures.extend(a.err().into_iter().chain(b.err())),
         }
         let _ = std::fs::remove_dir_all(&tmp);
     }
-    eprintln!(
-        "{} snapshots: {} read fewer files by inferring; {} read every core's file (fell back, or \
-         at most three cores per node): {}",
-        tarballs.len(),
-        inferred.len(),
-        fell_back.len(),
-        fell_back.join(" ")
-    );
+    let count = |o: Outcome, second: bool| {
+        outcomes
+            .iter()
+            .filter(|(_, a, b)| (if second { *b } else { *a }) == o)
+            .count()
+    };
+    for (second, what) in [(false, "as snapshotted"), (true, "present = online")] {
+        eprintln!(
+            "{} snapshots, {what}: {} inferred, {} fell back after sampling, {} present != online, \
+             {} not attempted (at most a few cores per node), {} inferred but saved fewer files \
+             than the precondition costs",
+            outcomes.len(),
+            count(Outcome::Inferred, second),
+            count(Outcome::FellBack, second),
+            count(Outcome::PresentNotOnline, second),
+            count(Outcome::NotAttempted, second),
+            count(Outcome::Other, second),
+        );
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // SMT machines with regular numbering and several cores per node save files (the check is
-    // not vacuous).
+    assert_eq!(outcomes.len(), tarballs.len());
+    let outcome = |name: &str| {
+        outcomes
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, a, b)| (*a, *b))
+    };
+    // SMT machines with regular numbering and several cores per node infer (the check is not
+    // vacuous).
     for regular in [
         "16em64t-4s2c2t",
         "256ppc-8n8s4t",
@@ -192,21 +211,64 @@ fn hwloc_snapshots_claiming_smt_on() {
         "64fake-4n2s2ca2c2t",
         "memorysidecaches",
     ] {
-        assert!(
-            inferred.iter().any(|n| n == regular),
-            "{regular} did not infer"
+        assert_eq!(
+            outcome(regular),
+            Some((Outcome::Inferred, Outcome::Inferred)),
+            "{regular}"
         );
     }
-    // Hybrid cores, CPUs offline and compute units (Bulldozer) must not.
-    for irregular in [
-        "20em64t-hybrid-1p6c2t+2ca4co1t",
-        "16em64t-4s2c2t-offlines",
-        "64amd64-4s2n4ca2co",
-    ] {
-        assert!(
-            fell_back.iter().any(|n| n == irregular),
-            "{irregular} inferred"
+    // Hybrid cores and compute units (Bulldozer) fall back on what the samples show; CPUs offline
+    // on `present`, and on the samples even when `present` is made to say all are online.
+    for irregular in ["20em64t-hybrid-1p6c2t+2ca4co1t", "64amd64-4s2n4ca2co"] {
+        assert_eq!(
+            outcome(irregular),
+            Some((Outcome::FellBack, Outcome::FellBack)),
+            "{irregular}"
         );
+    }
+    assert_eq!(
+        outcome("16em64t-4s2c2t-offlines"),
+        Some((Outcome::PresentNotOnline, Outcome::FellBack))
+    );
+}
+
+/// What inference did, told by the files read with it on and off (the snapshots' `smt/control`
+/// says on): precondition files cost 3 (`smt/control`, `present`, `cpu_atom/cpus`), or 2 when
+/// `present` differs from the online CPUs (checked before the PMU), or none when the nodes hold
+/// too few CPUs to try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Fewer files than reading every core.
+    Inferred,
+    /// The precondition held; the samples or the tiling said no: every core read.
+    FellBack,
+    /// `present` is not the online set.
+    PresentNotOnline,
+    /// Not tried: too few CPUs per node to save files.
+    NotAttempted,
+    /// Inferred somewhere but saved less than the precondition cost.
+    Other,
+}
+
+impl Outcome {
+    fn of(off: usize, on: usize) -> Outcome {
+        match on as isize - off as isize {
+            d if d < 0 => Outcome::Inferred,
+            0 => Outcome::NotAttempted,
+            2 => Outcome::PresentNotOnline,
+            3 => Outcome::FellBack,
+            _ => Outcome::Other,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Inferred => "inferred",
+            Outcome::FellBack => "fell back",
+            Outcome::PresentNotOnline => "present!=onl",
+            Outcome::NotAttempted => "not attempted",
+            Outcome::Other => "saved < 3",
+        }
     }
 }
 

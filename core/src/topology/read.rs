@@ -202,6 +202,11 @@ impl Probe {
     }
 }
 
+/// The files `CpuReader::smt_everywhere` reads, and the most sibling files `infer_domain` reads
+/// per node.
+const PRECONDITION_FILES: usize = 3;
+const SAMPLES: usize = 3;
+
 /// Reads per-CPU facts once per group (see `read_facts_for`).
 struct CpuReader<'a> {
     fs: &'a Fs,
@@ -298,11 +303,20 @@ impl<'a> CpuReader<'a> {
             return Ok(());
         }
         let mut done = CpuSet::new();
-        if infer && active.as_deref() == Some("1") && !scope.is_empty() && self.smt_everywhere() {
-            for domain in self.domains(nodes) {
-                let part = domain.intersection(scope).difference(&done);
-                if !part.is_empty() {
-                    done = done.union(&self.infer_domain(&domain, &part)?);
+        if infer && active.as_deref() == Some("1") {
+            let domains = self.domains(nodes);
+            // The precondition costs three files and each node up to three samples: worth it
+            // only where, at two threads a core, the nodes' scoped cores would cost as much.
+            let saved: usize = domains
+                .iter()
+                .map(|d| (d.intersection(scope).len() / 2).saturating_sub(SAMPLES))
+                .sum();
+            if saved >= PRECONDITION_FILES && self.smt_everywhere() {
+                for domain in domains {
+                    let part = domain.intersection(scope).difference(&done);
+                    if !part.is_empty() {
+                        done = done.union(&self.infer_domain(&domain, &part)?);
+                    }
                 }
             }
         }

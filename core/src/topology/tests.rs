@@ -356,23 +356,63 @@ fn infers_a_stride_numbered_machine_from_three_cpus_per_node() {
     let (cores, delta) = inferred(&t, false);
     assert_eq!(cores.len(), 16);
     assert_eq!(cores[3], "3,19");
-    // Off: 16 sibling files. On: control, present, and CPUs 0, 23 (core 7) and 4 per node.
+    // Off: 16 sibling files. On: control, present, cpu_atom/cpus, and CPUs 0, 23 (core 7) and 4
+    // per node.
     assert_eq!(delta, 3 + 2 * 3 - 16);
     // With packages read, each translate is checked to lie in one package.
     assert_eq!(inferred(&t, true).1, 3 + 2 * 3 - 16);
-    // Within a scope (a GPU's node, a cgroup's part of it), only its cores are given.
+}
+
+#[test]
+fn infers_within_a_scope_only_its_cores() {
+    // A GPU's node, or a cgroup's part of it: two nodes of 16 SMT2 cores, 12 CPUs of each wanted.
+    let t = smt_tree(
+        "infer-scope",
+        &stride(32, 2),
+        &["0-15,32-47", "16-31,48-63"],
+    );
+    let read = |infer: bool| {
+        let fs = t.fs();
+        let want = Want {
+            scope: Some(set("1-12,17-28")),
+            cores: true,
+            packages: false,
+            complexes: false,
+            distances: false,
+            infer_cores: infer,
+        };
+        let topo = Topology::build(&read_facts_for(&fs, &want).unwrap());
+        (topo, fs.files_read())
+    };
+    let ((on, n_on), (off, n_off)) = (read(true), read(false));
+    assert_eq!(on, off);
+    let cores: Vec<String> = on.cores.iter().map(|c| c.cpus.to_list()).collect();
+    assert_eq!(cores.len(), 24);
+    assert_eq!((cores[0].as_str(), cores[23].as_str()), ("1,33", "28,60"));
+    // Per node: CPUs 1, 12 and 7 instead of 12 files.
+    assert_eq!(n_on as isize - n_off as isize, 3 + 2 * 3 - 24);
+    // A scope of a few CPUs per node is not worth the precondition's files: none are read.
     let fs = t.fs();
     let want = Want {
-        scope: Some(set("1-2,9")),
+        scope: Some(set("1-6,17-22")),
         cores: true,
         packages: false,
         complexes: false,
         distances: false,
         infer_cores: true,
     };
-    let topo = Topology::build(&read_facts_for(&fs, &want).unwrap());
-    let cores: Vec<String> = topo.cores.iter().map(|c| c.cpus.to_list()).collect();
-    assert_eq!(cores, ["1,17", "2,18", "9,25"]);
+    read_facts_for(&fs, &want).unwrap();
+    let n_small = fs.files_read();
+    let fs = t.fs();
+    read_facts_for(
+        &fs,
+        &Want {
+            infer_cores: false,
+            ..want
+        },
+    )
+    .unwrap();
+    assert_eq!(n_small, fs.files_read());
 }
 
 #[test]
@@ -419,29 +459,26 @@ fn no_inference_without_the_kernels_word() {
 
 #[test]
 fn a_cpu_offlined_mid_core_falls_back() {
-    // SMT4 cores 0-3 ... 16-19 with threads taken offline by hand (`ppc64_cpu --smt=2` on some
-    // cores): every core shows two threads but core 4-7, which shows four. The first, last and
-    // middle CPUs (0, 16, 8) all show a pair, and the online CPUs tile by pairs: only `present`
-    // (0-19, not all online) tells.
-    let cores = vec![
-        vec![0, 1],
-        vec![4, 5, 6, 7],
-        vec![8, 9],
-        vec![12, 13],
-        vec![16, 17],
-    ];
-    let t = smt_tree("infer-offlined", &cores, &["0-1,4-9,12-13,16-17"]);
+    // Ten SMT4 cores 0-3 ... 36-39 with threads taken offline by hand (`ppc64_cpu --smt=2` on
+    // some cores): every core shows two threads but core 4-7, which shows four. The first, last
+    // and middle CPUs (0, 36, 16) all show a pair, and the online CPUs tile by pairs: only
+    // `present` (0-39, not all online) tells.
+    let mut cores = vec![vec![0, 1], vec![4, 5, 6, 7]];
+    cores.extend((2..10).map(|c| vec![4 * c, 4 * c + 1]));
+    let online: CpuSet = cores.iter().flatten().copied().collect();
+    let t = smt_tree("infer-offlined", &cores, &[&online.to_list()]);
     let c = "sys/devices/system/cpu";
-    t.file(&format!("{c}/present"), "0-19");
+    t.file(&format!("{c}/present"), "0-39");
     let (got, delta) = inferred(&t, false);
-    assert_eq!(got, ["0-1", "4-7", "8-9", "12-13", "16-17"]);
+    assert_eq!(got.len(), 10);
+    assert_eq!(got[1], "4-7");
     assert_eq!(delta, 2, "control and present read");
     // Had `present` said all online, the tiling by pairs would have passed (the guard is needed).
-    t.file(&format!("{c}/present"), "0-1,4-9,12-13,16-17");
+    t.file(&format!("{c}/present"), &online.to_list());
     let (on, _) = cores_read(&t, true, false);
     assert_eq!(
         on.cores.len(),
-        6,
+        11,
         "inference without the present check splits 4-7"
     );
     // On x86 numbering one offline CPU breaks the tiling itself: 0-7,8-15 with CPU 10 offline.
@@ -480,33 +517,24 @@ fn hybrid_cores_fall_back() {
 
 #[test]
 fn irregular_patterns_fall_back() {
-    // A wide core in the middle: first and last agree, the middle sample (CPU 6) does not.
-    let cores = vec![
-        vec![0, 1],
-        vec![2, 3],
-        vec![4, 5, 6, 7],
-        vec![8, 9],
-        vec![10, 11],
-    ];
-    let t = smt_tree("infer-wide-middle", &cores, &["0-11"]);
-    assert_eq!(
-        inferred(&t, false),
-        (
-            vec!["0-1", "2-3", "4-7", "8-9", "10-11"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            FELL_BACK
-        )
-    );
+    // A wide core in the middle: first and last agree, the middle sample (CPU 8) does not.
+    let mut cores = adjacent(4, 2);
+    cores.push(vec![8, 9, 10, 11]);
+    cores.extend((6..9).map(|c| vec![2 * c, 2 * c + 1]));
+    let t = smt_tree("infer-wide-middle", &cores, &["0-17"]);
+    let (got, delta) = inferred(&t, false);
+    assert_eq!(got.len(), 8);
+    assert_eq!(got[4], "8-11");
+    assert_eq!(delta, FELL_BACK);
     // A single-thread first core (SMT active elsewhere): no pattern of two.
     let mut cores = vec![vec![0]];
-    cores.extend((0..4).map(|c| vec![1 + 2 * c, 2 + 2 * c]));
-    let t = smt_tree("infer-single-first", &cores, &["0-8"]);
+    cores.extend((0..8).map(|c| vec![1 + 2 * c, 2 + 2 * c]));
+    let t = smt_tree("infer-single-first", &cores, &["0-16"]);
     assert_eq!(inferred(&t, false).1, FELL_BACK);
-    // Numbering that tiles but breaks off: cores 0,2 and 1,3 then 4,5 and 6,7.
-    let cores = vec![vec![0, 2], vec![1, 3], vec![4, 5], vec![6, 7]];
-    let t = smt_tree("infer-mixed-numbering", &cores, &["0-7"]);
+    // Numbering that tiles but changes: cores 0,2 and 1,3, then adjacent pairs 4,5 ... 14,15.
+    let mut cores = vec![vec![0, 2], vec![1, 3]];
+    cores.extend((2..8).map(|c| vec![2 * c, 2 * c + 1]));
+    let t = smt_tree("infer-mixed-numbering", &cores, &["0-15"]);
     assert_eq!(inferred(&t, false).1, FELL_BACK);
     // The last CPU's file lists a third thread (an inconsistent tree: which CPU's file is read
     // matters; these two agree).
@@ -515,29 +543,26 @@ fn irregular_patterns_fall_back() {
         "sys/devices/system/cpu/cpu15/topology/core_cpus_list",
         "7,14-15",
     );
-    let (on, _) = cores_read(&t, true, false);
-    let (off, _) = cores_read(&t, false, false);
-    assert_eq!(on, off);
     assert_eq!(inferred(&t, false).1, FELL_BACK);
 }
 
 #[test]
 fn siblings_across_nodes_or_packages_fall_back() {
-    // Node 0 = 0-3, node 1 = 4-7, each core's threads in both (c, c+4).
-    let t = smt_tree("infer-across-nodes", &stride(4, 2), &["0-3", "4-7"]);
+    // Node 0 = 0-15, node 1 = 16-31, each core's threads in both (c, c+16).
+    let t = smt_tree("infer-across-nodes", &stride(16, 2), &["0-15", "16-31"]);
     assert_eq!(inferred(&t, false).1, FELL_BACK);
-    // One node over two packages (0-3, 4-7) whose cores pair c and c+4 across them: the build
+    // One node over two packages (0-7, 8-15) whose cores pair c and c+8 across them: the build
     // splits them by package; inference must too (it does not infer).
-    let t = smt_tree("infer-across-packages", &stride(4, 2), &["0-7"]);
-    for cpu in 0..8 {
-        let pkg = if cpu < 4 { "0-3" } else { "4-7" };
+    let t = smt_tree("infer-across-packages", &stride(8, 2), &["0-15"]);
+    for cpu in 0..16 {
+        let pkg = if cpu < 8 { "0-7" } else { "8-15" };
         t.file(
             &format!("sys/devices/system/cpu/cpu{cpu}/topology/package_cpus_list"),
             pkg,
         );
     }
     let (got, delta) = inferred(&t, true);
-    assert_eq!(got.len(), 8);
+    assert_eq!(got.len(), 16);
     assert_eq!(delta, FELL_BACK);
 }
 
@@ -550,14 +575,14 @@ fn odd_nodes_fall_back() {
     // A listed CPU that is present but offline (a core missing a thread): no inference.
     t.file("sys/devices/system/cpu/present", "0-16");
     assert_eq!(inferred(&t, false).1, 2);
-    // Overlapping nodes (every node lists every CPU, as broken firmware does): none infers.
-    let t = smt_tree("infer-overlap", &stride(4, 2), &["0-7", "0-7"]);
-    assert_eq!(inferred(&t, false).1, FELL_BACK);
+    // Overlapping nodes (every node lists every CPU, as broken firmware does): not attempted.
+    let t = smt_tree("infer-overlap", &stride(8, 2), &["0-15", "0-15"]);
+    assert_eq!(inferred(&t, false).1, 0);
     // A CPU in no node is read on its own; the nodes still infer.
     let t = smt_tree("infer-nodeless", &stride(8, 2), &["0-6,8-14"]);
     let (got, delta) = inferred(&t, false);
     assert_eq!(got.len(), 8);
-    assert!(delta < 0, "{delta}");
+    assert_eq!(delta, 3 + 3 + 1 - 8);
 }
 
 #[test]
@@ -584,14 +609,14 @@ fn missing_or_odd_sibling_files_fall_back() {
 #[test]
 fn compute_units_fall_back_and_keep_their_core_ids() {
     // Bulldozer: thread siblings 2c, 2c+1 with their own core_ids; every core_id is read.
-    let t = smt_tree("infer-bulldozer", &adjacent(4, 2), &["0-7"]);
-    for cpu in 0..8 {
+    let t = smt_tree("infer-bulldozer", &adjacent(8, 2), &["0-15"]);
+    for cpu in 0..16 {
         t.file(
             &format!("sys/devices/system/cpu/cpu{cpu}/topology/core_id"),
             &cpu.to_string(),
         );
     }
     let (got, delta) = inferred(&t, false);
-    assert_eq!(got.len(), 8, "{got:?}");
+    assert_eq!(got.len(), 16, "{got:?}");
     assert_eq!(delta, FELL_BACK);
 }
