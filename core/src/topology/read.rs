@@ -352,8 +352,8 @@ impl<'a> CpuReader<'a> {
     }
 
     /// The groups of CPUs within which one sibling pattern is looked for: the NUMA nodes' online
-    /// CPUs, else the packages when they were read, else the whole machine. None when they
-    /// overlap (broken NUMA information). A node may list CPUs that are not online: with every
+    /// CPUs, else the packages when they were read, else the whole machine; none at all when
+    /// they overlap (broken NUMA information). A node may list CPUs that are not online: with every
     /// present CPU online (`smt_everywhere`) they do not exist (POWER lists every possible CPU),
     /// so no core is missing a thread there.
     fn domains(&self, nodes: &[NodeFacts]) -> Vec<CpuSet> {
