@@ -1,6 +1,8 @@
 /* Interleaved start-up timing: every round runs each command once (in an order rotated by one each
  * round), so slow drifts of a shared machine fall on every command alike; prints each command's median
- * and the difference of medians from the second command (the baseline, e.g. an empty preload).
+ * and the difference of medians from the second command (the baseline, e.g. an empty preload), in wall
+ * time and in CPU time (the child's user + system time from wait4: a busy machine delays a process
+ * without adding to its CPU time).
  * Usage: interleave ROUNDS FILE   (FILE: one "NAME<TAB>ARGV..." per line, ARGV split on spaces)
  * Build: cc -O2 -o interleave scripts/interleave.c */
 #define _GNU_SOURCE
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -39,6 +42,7 @@ int main(int argc, char **argv) {
         cmds[n++] = av;
     }
     double *t = calloc((size_t)n * rounds, sizeof *t);
+    double *c = calloc((size_t)n * rounds, sizeof *c);
     /* Every command's stderr goes to /dev/null alike (a binding beyond this machine's CPUs warns once). */
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -51,20 +55,28 @@ int main(int argc, char **argv) {
             clock_gettime(CLOCK_MONOTONIC, &a);
             if (posix_spawn(&pid, cmds[i][0], &fa, NULL, cmds[i], environ) != 0) { perror(cmds[i][0]); return 1; }
             int st;
-            waitpid(pid, &st, 0);
+            struct rusage ru;
+            wait4(pid, &st, 0, &ru);
             clock_gettime(CLOCK_MONOTONIC, &b);
             if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { fprintf(stderr, "%s failed\n", names[i]); return 1; }
             t[i * rounds + r] = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+            c[i * rounds + r] = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                                (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
         }
     }
-    double med[64];
+    double med[64], cpu[64];
     for (int i = 0; i < n; i++) {
         qsort(t + i * rounds, rounds, sizeof *t, cmp);
+        qsort(c + i * rounds, rounds, sizeof *c, cmp);
         med[i] = t[i * rounds + rounds / 2];
+        cpu[i] = c[i * rounds + rounds / 2];
     }
+    const char *base = n > 1 ? names[1] : "";
     printf("%d interleaved rounds; median per command.\n\n", rounds);
-    printf("| command | median (ms) | vs %s (ms) | ratio to it |\n|---|---:|---:|---:|\n", n > 1 ? names[1] : "");
+    printf("| command | median (ms) | vs %s (ms) | ratio to it | CPU median (ms) | CPU vs %s (ms) |\n"
+           "|---|---:|---:|---:|---:|---:|\n", base, base);
     for (int i = 0; i < n; i++)
-        printf("| %s | %.3f | %+.3f | %.2f |\n", names[i], med[i], med[i] - med[1], med[i] / med[1]);
+        printf("| %s | %.3f | %+.3f | %.2f | %.3f | %+.3f |\n", names[i], med[i], med[i] - med[1], med[i] / med[1],
+               cpu[i], cpu[i] - cpu[1]);
     return 0;
 }

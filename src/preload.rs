@@ -38,6 +38,15 @@ fn strict_from_env() -> bool {
         .is_some_and(|v| config::parse_bool("GPU_AFFINITY_STRICT", &v) == Ok(true))
 }
 
+/// Debug builds only: panics where GPUAFF_TEST_PANIC names the place ("load": the constructor,
+/// "thread": binding a new thread in the hook), so that tests/unwind.rs can check that a panic in the
+/// real object unwinds to its `catch_unwind` (the object carries its own static unwinder; see build.rs).
+fn test_panic(at: &str) {
+    if cfg!(debug_assertions) && std::env::var_os("GPUAFF_TEST_PANIC").is_some_and(|v| v == at) {
+        panic!("GPUAFF_TEST_PANIC={at}");
+    }
+}
+
 static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
 
 /// Our copy of std's panic hook prints one `gpuaff:` line instead of std's multi-line report (the host
@@ -74,6 +83,7 @@ pub fn on_load() {
         return;
     }
     quiet_panics();
+    test_panic("load");
     match config::local_rank(&env_lookup) {
         Ok(Some(_)) => {}
         Ok(None) => return,
@@ -296,6 +306,7 @@ unsafe fn take_start(p: *mut c_void) -> Start {
 static HOOK_WARNED: AtomicBool = AtomicBool::new(false);
 
 fn bind_new_thread(b: &bind::Binding, clamp: bool) {
+    test_panic("thread");
     let cpus_ok = if clamp {
         crate::guard::clamp_self(b);
         true

@@ -100,6 +100,7 @@ fn want(need: &Need, base: &Base, gpus: &[Gpu]) -> Want {
         packages: need.packages || need.complexes,
         complexes: need.complexes,
         distances: need.distances,
+        infer_cores: true,
     }
 }
 

@@ -83,6 +83,8 @@ fn files(tree: &str) -> Vec<String> {
         format!("{c}/online"),
         format!("{c}/possible"),
         format!("{c}/present"),
+        format!("{c}/smt/active"),
+        format!("{c}/smt/control"),
         format!("{c}/cpu1/online"),
         format!("{c}/cpu0/topology/thread_siblings_list"),
         format!("{c}/cpu0/topology/thread_siblings"),

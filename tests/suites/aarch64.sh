@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # aarch64 suite (Grace: GH200, GB200): builds the library, the command and the integration tests for
 # aarch64-unknown-linux-gnu against glibc 2.28 (cargo-zigbuild), and runs the preload, C ABI, loading,
-# command, bad-input and Grace tests under qemu-user: the kernel's binfmt_misc hands every aarch64
+# command, bad-input, Grace and unwinder tests under qemu-user: the kernel's binfmt_misc hands every aarch64
 # program (the test binaries, the C test programs compiled by zig cc, the gpuaff command) to
 # qemu-aarch64-static, with Debian's aarch64 C library (libc6-arm64-cross, libgcc-s1-arm64-cross) as
 # its root. Tests that qemu-user cannot host are skipped by name, each for the reason given in `skips`
@@ -61,7 +61,7 @@ skip_args=()
 for s in "${skips[@]}"; do skip_args+=(--skip "$s"); done
 
 # The cdylib first (cargo test does not build it), then the tests.
-tests=(preload explicit loading grace cli bad_inputs guard)
+tests=(preload explicit loading grace cli bad_inputs guard unwind)
 test_args=()
 for t in "${tests[@]}"; do test_args+=(--test "$t"); done
 start=$(date +%s)

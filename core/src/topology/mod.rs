@@ -59,8 +59,8 @@ mod tests;
 
 pub use allowed::{allowed_set, cgroup_cpus, AllowedFrom};
 pub use read::{
-    read_cpu_facts, read_facts, read_facts_for, read_nodes, read_online, CpuFacts, Facts,
-    NodeFacts, Want,
+    read_cpu_facts, read_cpu_facts_in, read_facts, read_facts_for, read_nodes, read_online,
+    CpuFacts, Facts, NodeFacts, Want,
 };
 
 use crate::error::Result;
@@ -100,7 +100,7 @@ impl Topology {
             distances,
             ..want(&base, warnings)?
         };
-        let cpus = read_cpu_facts(fs, &base.online, &want)?;
+        let cpus = read_cpu_facts_in(fs, &base.online, &base.nodes, &want)?;
         let facts = Facts {
             partial: (!want.is_everything()).then_some(want),
             online: base.online,

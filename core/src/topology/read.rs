@@ -61,6 +61,10 @@ pub struct Want {
     pub complexes: bool,
     /// Node `distance` rows.
     pub distances: bool,
+    /// Thread siblings may be inferred from a few CPUs per node where the kernel and the files read
+    /// vouch for a uniform pattern (see `CpuReader::infer_domain`); false reads every core's file.
+    /// The topology is the same either way; tests turn it off to compare.
+    pub infer_cores: bool,
 }
 
 impl Want {
@@ -72,10 +76,11 @@ impl Want {
             packages: true,
             complexes: true,
             distances: true,
+            infer_cores: true,
         }
     }
 
-    /// True when this reads what `everything` reads.
+    /// True when this reads what `everything` reads (however the cores are read).
     pub fn is_everything(&self) -> bool {
         self.scope.is_none() && self.cores && self.packages && self.complexes && self.distances
     }
@@ -99,13 +104,18 @@ pub fn read_facts(fs: &Fs) -> Result<Facts> {
 ///   siblings decide whether the others' are read (different ids: compute units, read them all;
 ///   equal: SMT, read no more).
 ///
+/// Beyond that, where the kernel says SMT is on and every present CPU online, a node's cores are
+/// inferred from the siblings of its first, last and middle CPUs when they show one numbering
+/// pattern that tiles the node (`Want::infer_cores`, `CpuReader::infer_domain`); otherwise every
+/// core's file is read.
+///
 /// Which cache index is the highest data/unified one is decided once per distinct set of index
 /// directories; after that one `shared_cpu_list` per cache instance is read. The file form that
 /// answered (`core_cpus_list`, `thread_siblings`, ...) is tried first for the next CPU.
 pub fn read_facts_for(fs: &Fs, want: &Want) -> Result<Facts> {
     let online = read_online(fs)?;
-    let cpus = read_cpu_facts(fs, &online, want)?;
     let nodes = read_nodes(fs, want.distances)?;
+    let cpus = read_cpu_facts_in(fs, &online, &nodes, want)?;
     Ok(Facts {
         partial: if want.is_everything() {
             None
@@ -119,8 +129,20 @@ pub fn read_facts_for(fs: &Fs, want: &Want) -> Result<Facts> {
 }
 
 /// The per-CPU facts `want` asks for (see `read_facts_for`), one record per CPU read or learnt.
+/// Without the NUMA nodes, thread siblings are inferred per package (when read) or machine-wide.
 pub fn read_cpu_facts(fs: &Fs, online: &CpuSet, want: &Want) -> Result<Vec<CpuFacts>> {
-    CpuReader::new(fs, online).read(want)
+    read_cpu_facts_in(fs, online, &[], want)
+}
+
+/// `read_cpu_facts` given the NUMA nodes (as `read_nodes` read them): thread siblings are inferred
+/// per node (see `CpuReader::infer_domain`).
+pub fn read_cpu_facts_in(
+    fs: &Fs,
+    online: &CpuSet,
+    nodes: &[NodeFacts],
+    want: &Want,
+) -> Result<Vec<CpuFacts>> {
+    CpuReader::new(fs, online).read(want, nodes)
 }
 
 /// A file read in one of several forms, the one that answered last tried first.
@@ -180,6 +202,11 @@ impl Probe {
     }
 }
 
+/// The files `CpuReader::smt_everywhere` reads, and the most sibling files `infer_domain` reads
+/// per node.
+const PRECONDITION_FILES: usize = 3;
+const SAMPLES: usize = 3;
+
 /// Reads per-CPU facts once per group (see `read_facts_for`).
 struct CpuReader<'a> {
     fs: &'a Fs,
@@ -226,7 +253,7 @@ impl<'a> CpuReader<'a> {
         g
     }
 
-    fn read(mut self, want: &Want) -> Result<Vec<CpuFacts>> {
+    fn read(mut self, want: &Want, nodes: &[NodeFacts]) -> Result<Vec<CpuFacts>> {
         let scope = match &want.scope {
             Some(s) => s.intersection(self.online),
             None => self.online.clone(),
@@ -239,21 +266,8 @@ impl<'a> CpuReader<'a> {
                 }
             }
         }
-        if want.cores && self.smt_inactive()? {
-            // The kernel says no core has two online threads: every CPU is its own core, and no
-            // sibling file needs reading (Grace, and machines booted with SMT off).
-            for cpu in scope.iter() {
-                if let Some(r) = self.rec(cpu) {
-                    r.thread_siblings = Some(CpuSet::single(cpu));
-                }
-            }
-        } else if want.cores {
-            let mut done = CpuSet::new();
-            for cpu in scope.iter() {
-                if !done.contains(cpu) {
-                    done = done.union(&self.read_core(cpu)?);
-                }
-            }
+        if want.cores {
+            self.read_cores(want.infer_cores, &scope, nodes)?;
         }
         if want.complexes {
             let mut done = CpuSet::new();
@@ -270,15 +284,214 @@ impl<'a> CpuReader<'a> {
         Ok(self.recs.into_iter().flatten().collect())
     }
 
-    /// `cpu/smt/active` reads 0: "no physical core has two or more sibling threads online"
-    /// (Documentation/ABI/testing/sysfs-devices-system-cpu). Absent (older kernels, snapshots) or
-    /// anything else: false, and siblings are read as usual.
-    fn smt_inactive(&self) -> Result<bool> {
-        Ok(self
-            .fs
-            .read_str(&format!("{CPU_DIR}/smt/active"))?
+    /// The thread siblings of every CPU of `scope` (and of the CPUs sharing a core with one):
+    /// none read when the kernel says no core has two threads online; a few per node when it says
+    /// every core has all of them and the files read show one pattern (`infer_domain`); else one
+    /// file per core.
+    fn read_cores(&mut self, infer: bool, scope: &CpuSet, nodes: &[NodeFacts]) -> Result<()> {
+        // `cpu/smt/active` (Documentation/ABI/testing/sysfs-devices-system-cpu): 0 = "no physical
+        // core has two or more sibling threads online", 1 = some has. Absent (older kernels,
+        // snapshots) or anything else: the siblings are read.
+        let active = self.fs.read_str(&format!("{CPU_DIR}/smt/active"))?;
+        if active.as_deref() == Some("0") {
+            // Every CPU is its own core (Grace, and machines booted with SMT off).
+            for cpu in scope.iter() {
+                if let Some(r) = self.rec(cpu) {
+                    r.thread_siblings = Some(CpuSet::single(cpu));
+                }
+            }
+            return Ok(());
+        }
+        let mut done = CpuSet::new();
+        if infer && active.as_deref() == Some("1") {
+            let domains = self.domains(nodes);
+            // The precondition costs three files and each node up to three samples: worth it
+            // only where, at two threads a core, the nodes' scoped cores would cost as much.
+            let saved: usize = domains
+                .iter()
+                .map(|d| (d.intersection(scope).len() / 2).saturating_sub(SAMPLES))
+                .sum();
+            if saved >= PRECONDITION_FILES && self.smt_everywhere() {
+                for domain in domains {
+                    let part = domain.intersection(scope).difference(&done);
+                    if !part.is_empty() {
+                        done = done.union(&self.infer_domain(&domain, &part)?);
+                    }
+                }
+            }
+        }
+        for cpu in scope.iter() {
+            if !done.contains(cpu) {
+                done = done.union(&self.read_core(cpu)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel's word that every core has all its threads online, and that the cores are all
+    /// of one kind: `cpu/smt/control` reads `on` (SMT enabled: not `off`, `forceoff`,
+    /// `notsupported`, nor a thread count N as POWER allows); every present CPU is online
+    /// (`present` = online: no CPU, hence no thread of a core, was taken offline by hand or by
+    /// `maxcpus=`); and the machine is not an Intel hybrid (no `cpu_atom` PMU listing E-cores,
+    /// which have one thread beside P-cores with two). A missing or unreadable `control` or
+    /// `present` says nothing, and an unreadable `cpu_atom/cpus` may be there: no inference.
+    fn smt_everywhere(&self) -> bool {
+        let fs = self.fs;
+        fs.read_str(&format!("{CPU_DIR}/smt/control"))
+            .ok()
+            .flatten()
             .as_deref()
-            == Some("0"))
+            == Some("on")
+            && fs
+                .read_list(&format!("{CPU_DIR}/present"))
+                .ok()
+                .flatten()
+                .as_ref()
+                == Some(self.online)
+            && matches!(fs.read_opt("sys/devices/cpu_atom/cpus"), Ok(None))
+    }
+
+    /// The groups of CPUs within which one sibling pattern is looked for: the NUMA nodes' online
+    /// CPUs, else the packages when they were read, else the whole machine; none at all when
+    /// they overlap (broken NUMA information). A node may list CPUs that are not online: with every
+    /// present CPU online (`smt_everywhere`) they do not exist (POWER lists every possible CPU),
+    /// so no core is missing a thread there.
+    fn domains(&self, nodes: &[NodeFacts]) -> Vec<CpuSet> {
+        let mut domains: Vec<CpuSet> = nodes
+            .iter()
+            .map(|n| n.cpus.intersection(self.online))
+            .filter(|c| !c.is_empty())
+            .collect();
+        if domains.is_empty() {
+            let mut done = CpuSet::new();
+            for cpu in self.online.iter() {
+                if done.contains(cpu) {
+                    continue;
+                }
+                let pkg = self
+                    .recs
+                    .get(cpu)
+                    .and_then(|r| r.as_ref())
+                    .and_then(|r| r.package_siblings.as_ref());
+                let Some(pkg) = pkg else {
+                    // Packages not read (or unknown): one domain.
+                    domains = vec![self.online.clone()];
+                    break;
+                };
+                let g = self.group(pkg, cpu);
+                done = done.union(&g);
+                domains.push(g);
+            }
+        }
+        let mut all = CpuSet::new();
+        for d in &domains {
+            if all.intersects(d) {
+                return Vec::new();
+            }
+            all = all.union(d);
+        }
+        domains
+    }
+
+    /// Learns the cores of the CPUs of `part` (a part of `domain`, a node's online CPUs) from the
+    /// siblings of at most three of them; returns the CPUs whose cores are now known (all of
+    /// `part` when it inferred, else the cores it read).
+    ///
+    /// Why it is sound. The caller has the kernel's word that SMT is on, that every present CPU
+    /// is online (so every core has all its threads online: none was offlined by hand), and that
+    /// the cores are not of two kinds (`smt_everywhere`). What is left is how the threads are
+    /// numbered, and kernels number all cores of a machine by one rule (x86 by APIC id: core c's
+    /// threads c, c+N, ...; POWER and ARM adjacent: c*T .. c*T+T-1), so within a node every core
+    /// is one offset pattern D translated. D is taken from the first CPU's sibling file, then
+    /// checked against everything read: D has two threads or more; the node's online CPUs are
+    /// tiled exactly by disjoint translates of D (a missing or extra CPU anywhere, or a core of
+    /// another width at either end, breaks the tiling); the first, last and middle CPUs' sibling
+    /// files each equal the translate holding them, within the node; each translate lies in one
+    /// package (when packages were read); no compute units (whose cores need every `core_id`
+    /// read, see `compute_units`). A machine that passed all this yet had one odd core between
+    /// the samples would break the kernel's one rule; that is the one assumption made.
+    ///
+    /// Falls back (returns the cores it read; the caller reads every other core's file) when a
+    /// sampled sibling file is missing, does not list its CPU, or names a CPU outside the node
+    /// (or not online); when the first core has a single thread; when the samples disagree with
+    /// the tiling (hybrid cores, POWER cores in mixed SMT modes, odd numbering) or the node
+    /// cannot be tiled; when a translate spans packages; when compute units were found.
+    fn infer_domain(&mut self, domain: &CpuSet, part: &CpuSet) -> Result<CpuSet> {
+        let mut known = CpuSet::new();
+        let (Some(first), Some(last)) = (part.first(), part.last()) else {
+            return Ok(known);
+        };
+        let Some(sib) = self.sample(first, domain, &mut known)? else {
+            return Ok(known);
+        };
+        let base = sib.first().unwrap_or(first);
+        let pattern: Vec<usize> = sib.iter().map(|c| c - base).collect();
+        if pattern.len() < 2 || self.compute_units != Some(false) {
+            return Ok(known);
+        }
+        let Some(tiles) = tile(domain, &pattern) else {
+            return Ok(known);
+        };
+        let tile_of = |cpu: usize| tiles.iter().find(|t| t.contains(cpu));
+        if tile_of(first) != Some(&sib) {
+            return Ok(known);
+        }
+        let touched: Vec<&CpuSet> = tiles.iter().filter(|t| t.intersects(part)).collect();
+        let middle = touched
+            .get(touched.len() / 2)
+            .and_then(|t| t.intersection(part).first());
+        for cpu in [Some(last), middle].into_iter().flatten() {
+            if known.contains(cpu) {
+                continue;
+            }
+            match self.sample(cpu, domain, &mut known)? {
+                Some(s) if tile_of(cpu) == Some(&s) => {}
+                _ => return Ok(known),
+            }
+        }
+        if self.compute_units != Some(false) || !self.within_packages(&tiles) {
+            return Ok(known);
+        }
+        for t in touched {
+            for cpu in t.iter() {
+                if let Some(r) = self.rec(cpu) {
+                    r.thread_siblings = Some(t.clone());
+                }
+            }
+            known = known.union(t);
+        }
+        Ok(known)
+    }
+
+    /// Reads `cpu`'s core (adding its CPUs to `known`); its sibling set when the file lists
+    /// `cpu` and only CPUs of `domain` (all online).
+    fn sample(
+        &mut self,
+        cpu: usize,
+        domain: &CpuSet,
+        known: &mut CpuSet,
+    ) -> Result<Option<CpuSet>> {
+        *known = known.union(&self.read_core(cpu)?);
+        let sib = self
+            .recs
+            .get(cpu)
+            .and_then(|r| r.as_ref())
+            .and_then(|r| r.thread_siblings.clone());
+        Ok(sib.filter(|s| s.contains(cpu) && s.is_subset(domain)))
+    }
+
+    /// Every tile lies within the package siblings its CPUs were given (when packages were read;
+    /// a CPU without them says nothing).
+    fn within_packages(&self, tiles: &[CpuSet]) -> bool {
+        tiles.iter().all(|t| {
+            t.iter().all(|cpu| {
+                self.recs
+                    .get(cpu)
+                    .and_then(|r| r.as_ref())
+                    .and_then(|r| r.package_siblings.as_ref())
+                    .map_or(true, |p| t.is_subset(p))
+            })
+        })
     }
 
     /// Reads `cpu`'s package; returns the CPUs now known.
@@ -486,4 +699,29 @@ pub fn read_nodes(fs: &Fs, distances: bool) -> Result<Vec<NodeFacts>> {
         });
     }
     Ok(nodes)
+}
+
+/// `domain` tiled by translates of `pattern` (offsets from a core's lowest CPU, ascending, the
+/// first 0): each lowest CPU not yet covered starts a translate, which must lie wholly in `domain`
+/// and cover no CPU twice. None when no exact tiling exists (this greedy one is the only one: the
+/// lowest uncovered CPU can only be the lowest of its translate).
+fn tile(domain: &CpuSet, pattern: &[usize]) -> Option<Vec<CpuSet>> {
+    let mut covered = CpuSet::new();
+    let mut tiles = Vec::new();
+    for cpu in domain.iter() {
+        if covered.contains(cpu) {
+            continue;
+        }
+        let mut t = CpuSet::new();
+        for off in pattern {
+            let c = cpu.checked_add(*off)?;
+            if !domain.contains(c) || covered.contains(c) {
+                return None;
+            }
+            t.insert(c);
+            covered.insert(c);
+        }
+        tiles.push(t);
+    }
+    Some(tiles)
 }

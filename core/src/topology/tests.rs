@@ -73,6 +73,7 @@ fn smt_inactive_means_one_core_per_cpu_without_reading_siblings() {
         complexes: false,
         packages: false,
         distances: false,
+        infer_cores: true,
     };
     let with_siblings = read_cpu_facts(&t.fs(), &set("0-3"), &want).unwrap();
     assert_eq!(with_siblings[0].thread_siblings, Some(set("0-1")));
@@ -264,4 +265,358 @@ fn disjoint_cgroup_falls_back_with_a_warning() {
     assert!(w.iter().any(|w| w.contains("8-9")), "{w:?}");
     let e = Topology::load(&t.fs(), &AllowedFrom::Process(set("40"))).unwrap_err();
     assert!(e.message().contains("40"), "{e}");
+}
+
+// Inferring thread siblings from a few CPUs per node (`CpuReader::infer_domain`): each test
+// builds a tree, loads it with inference on and off, checks the two topologies are equal, and
+// checks from the files read whether it inferred or fell back.
+
+/// Core c's threads c, c+n, ... (x86 numbering).
+fn stride(n: usize, smt: usize) -> Vec<Vec<usize>> {
+    (0..n)
+        .map(|c| (0..smt).map(|k| c + k * n).collect())
+        .collect()
+}
+
+/// Core c's threads c*smt .. c*smt+smt-1 (POWER, ARM).
+fn adjacent(n: usize, smt: usize) -> Vec<Vec<usize>> {
+    (0..n)
+        .map(|c| (0..smt).map(|k| c * smt + k).collect())
+        .collect()
+}
+
+fn list(v: &[usize]) -> String {
+    v.iter().copied().collect::<CpuSet>().to_list()
+}
+
+/// A machine whose online (and present) CPUs are those of `cores`, each CPU's `core_cpus_list`
+/// naming its core, one package, `nodes` as the nodes' cpulists, and the kernel saying SMT is on.
+fn smt_tree(name: &str, cores: &[Vec<usize>], nodes: &[&str]) -> TestFs {
+    let t = TestFs::new(name);
+    let all: Vec<usize> = cores.iter().flatten().copied().collect();
+    let c = "sys/devices/system/cpu";
+    t.file(&format!("{c}/online"), &list(&all))
+        .file(&format!("{c}/present"), &list(&all))
+        .file(&format!("{c}/smt/active"), "1\n")
+        .file(&format!("{c}/smt/control"), "on\n");
+    for (i, core) in cores.iter().enumerate() {
+        for cpu in core {
+            let d = format!("{c}/cpu{cpu}/topology");
+            t.file(&format!("{d}/core_cpus_list"), &list(core))
+                .file(&format!("{d}/core_id"), &i.to_string())
+                .file(&format!("{d}/package_cpus_list"), &list(&all))
+                .file(&format!("{d}/physical_package_id"), "0");
+        }
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        t.file(&format!("sys/devices/system/node/node{i}/cpulist"), n);
+    }
+    t
+}
+
+fn remove(t: &TestFs, rel: &str) {
+    std::fs::remove_file(t.root.join(rel)).unwrap();
+}
+
+/// The cores (and the files read) with inference on or off.
+fn cores_read(t: &TestFs, infer: bool, packages: bool) -> (Topology, usize) {
+    let fs = t.fs();
+    let want = Want {
+        scope: None,
+        cores: true,
+        packages,
+        complexes: false,
+        distances: false,
+        infer_cores: infer,
+    };
+    (
+        Topology::build(&read_facts_for(&fs, &want).unwrap()),
+        fs.files_read(),
+    )
+}
+
+/// The cores as lists, with inference on, after checking that reading every core gives the same
+/// topology; and how many more files inference read (negative: fewer).
+fn inferred(t: &TestFs, packages: bool) -> (Vec<String>, isize) {
+    let (on, n_on) = cores_read(t, true, packages);
+    let (off, n_off) = cores_read(t, false, packages);
+    assert_eq!(on, off, "inferred and read topologies differ");
+    let cores = on.cores.iter().map(|c| c.cpus.to_list()).collect();
+    (cores, n_on as isize - n_off as isize)
+}
+
+/// Inference read only `smt/control`, `present` and the hybrid PMU's `cpus` (absent) more, then
+/// every core as before.
+const FELL_BACK: isize = 3;
+
+#[test]
+fn infers_a_stride_numbered_machine_from_three_cpus_per_node() {
+    // Two nodes of eight SMT2 cores: node 0 = 0-7,16-23, node 1 = 8-15,24-31.
+    let t = smt_tree("infer-stride", &stride(16, 2), &["0-7,16-23", "8-15,24-31"]);
+    let (cores, delta) = inferred(&t, false);
+    assert_eq!(cores.len(), 16);
+    assert_eq!(cores[3], "3,19");
+    // Off: 16 sibling files. On: control, present, cpu_atom/cpus, and CPUs 0, 23 (core 7) and 4
+    // per node.
+    assert_eq!(delta, 3 + 2 * 3 - 16);
+    // With packages read, each translate is checked to lie in one package.
+    assert_eq!(inferred(&t, true).1, 3 + 2 * 3 - 16);
+}
+
+#[test]
+fn infers_within_a_scope_only_its_cores() {
+    // A GPU's node, or a cgroup's part of it: two nodes of 16 SMT2 cores, 12 CPUs of each wanted.
+    let t = smt_tree(
+        "infer-scope",
+        &stride(32, 2),
+        &["0-15,32-47", "16-31,48-63"],
+    );
+    let read = |infer: bool| {
+        let fs = t.fs();
+        let want = Want {
+            scope: Some(set("1-12,17-28")),
+            cores: true,
+            packages: false,
+            complexes: false,
+            distances: false,
+            infer_cores: infer,
+        };
+        let topo = Topology::build(&read_facts_for(&fs, &want).unwrap());
+        (topo, fs.files_read())
+    };
+    let ((on, n_on), (off, n_off)) = (read(true), read(false));
+    assert_eq!(on, off);
+    let cores: Vec<String> = on.cores.iter().map(|c| c.cpus.to_list()).collect();
+    assert_eq!(cores.len(), 24);
+    assert_eq!((cores[0].as_str(), cores[23].as_str()), ("1,33", "28,60"));
+    // Per node: CPUs 1, 12 and 7 instead of 12 files.
+    assert_eq!(n_on as isize - n_off as isize, 3 + 2 * 3 - 24);
+    // A scope of a few CPUs per node is not worth the precondition's files: none are read.
+    let fs = t.fs();
+    let want = Want {
+        scope: Some(set("1-6,17-22")),
+        cores: true,
+        packages: false,
+        complexes: false,
+        distances: false,
+        infer_cores: true,
+    };
+    read_facts_for(&fs, &want).unwrap();
+    let n_small = fs.files_read();
+    let fs = t.fs();
+    read_facts_for(
+        &fs,
+        &Want {
+            infer_cores: false,
+            ..want
+        },
+    )
+    .unwrap();
+    assert_eq!(n_small, fs.files_read());
+}
+
+#[test]
+fn infers_power_smt4_adjacent_numbering() {
+    let t = smt_tree("infer-smt4", &adjacent(8, 4), &["0-15", "16-31"]);
+    let (cores, delta) = inferred(&t, false);
+    assert_eq!(cores[1], "4-7");
+    assert_eq!(delta, 3 + 2 * 3 - 8);
+    // No node directory: the packages (when read), else the whole machine, is one domain.
+    std::fs::remove_dir_all(t.root.join("sys/devices/system/node")).unwrap();
+    assert_eq!(inferred(&t, true).1, 3 + 3 - 8);
+    assert_eq!(inferred(&t, false).1, 3 + 3 - 8);
+}
+
+#[test]
+fn no_inference_without_the_kernels_word() {
+    let c = "sys/devices/system/cpu";
+    // smt/control missing (kernels before 4.19, snapshots): one file more, then every core.
+    let t = smt_tree("infer-nocontrol", &stride(8, 2), &["0-15"]);
+    remove(&t, &format!("{c}/smt/control"));
+    assert_eq!(inferred(&t, false).1, 1);
+    // SMT forced off, not supported, off, or a POWER thread count: the same.
+    for control in ["off", "forceoff", "notsupported", "notimplemented", "2", ""] {
+        t.file(&format!("{c}/smt/control"), control);
+        assert_eq!(inferred(&t, false).1, 1, "control {control:?}");
+    }
+    // smt/active missing or odd: no extra file at all.
+    t.file(&format!("{c}/smt/control"), "on");
+    remove(&t, &format!("{c}/smt/active"));
+    assert_eq!(inferred(&t, false).1, 0);
+    t.file(&format!("{c}/smt/active"), "yes");
+    assert_eq!(inferred(&t, false).1, 0);
+    // `present` missing, unreadable as a list, or naming a CPU not online.
+    t.file(&format!("{c}/smt/active"), "1");
+    remove(&t, &format!("{c}/present"));
+    assert_eq!(inferred(&t, false).1, 2);
+    t.file(&format!("{c}/present"), "banana");
+    assert_eq!(inferred(&t, false).1, 2);
+    t.file(&format!("{c}/present"), "0-16");
+    assert_eq!(inferred(&t, false).1, 2);
+    t.file(&format!("{c}/present"), "0-15");
+    assert!(inferred(&t, false).1 < 0, "the same tree infers");
+}
+
+#[test]
+fn a_cpu_offlined_mid_core_falls_back() {
+    // Ten SMT4 cores 0-3 ... 36-39 with threads taken offline by hand (`ppc64_cpu --smt=2` on
+    // some cores): every core shows two threads but core 4-7, which shows four. The first, last
+    // and middle CPUs (0, 36, 16) all show a pair, and the online CPUs tile by pairs: only
+    // `present` (0-39, not all online) tells.
+    let mut cores = vec![vec![0, 1], vec![4, 5, 6, 7]];
+    cores.extend((2..10).map(|c| vec![4 * c, 4 * c + 1]));
+    let online: CpuSet = cores.iter().flatten().copied().collect();
+    let t = smt_tree("infer-offlined", &cores, &[&online.to_list()]);
+    let c = "sys/devices/system/cpu";
+    t.file(&format!("{c}/present"), "0-39");
+    let (got, delta) = inferred(&t, false);
+    assert_eq!(got.len(), 10);
+    assert_eq!(got[1], "4-7");
+    assert_eq!(delta, 2, "control and present read");
+    // Had `present` said all online, the tiling by pairs would have passed (the guard is needed).
+    t.file(&format!("{c}/present"), &online.to_list());
+    let (on, _) = cores_read(&t, true, false);
+    assert_eq!(
+        on.cores.len(),
+        11,
+        "inference without the present check splits 4-7"
+    );
+    // On x86 numbering one offline CPU breaks the tiling itself: 0-7,8-15 with CPU 10 offline.
+    let mut cores = stride(8, 2);
+    cores[2] = vec![2];
+    let t = smt_tree("infer-offline-x86", &cores, &["0-9,11-15"]);
+    assert_eq!(inferred(&t, false).1, FELL_BACK);
+}
+
+#[test]
+fn hybrid_cores_fall_back() {
+    // P-cores of two threads, E-cores of one at the end (Alder Lake numbering): the last CPU
+    // shows one thread.
+    let mut cores = adjacent(6, 2);
+    cores.extend((12..20).map(|c| vec![c]));
+    let t = smt_tree("infer-hybrid", &cores, &["0-19"]);
+    let (got, delta) = inferred(&t, false);
+    assert_eq!(got.len(), 14);
+    assert_eq!(delta, FELL_BACK);
+    // Two E-cores between P-cores, where no sample looks: only the kernel's hybrid PMU tells.
+    let mut cores = adjacent(4, 2);
+    cores.extend([vec![8], vec![9]]);
+    cores.extend((5..10).map(|c| vec![2 * c, 2 * c + 1]));
+    let t = smt_tree("infer-hybrid-mid", &cores, &["0-19"]);
+    t.file("sys/devices/cpu_atom/cpus", "8-9\n");
+    let (got, delta) = inferred(&t, false);
+    assert_eq!(got.len(), 11);
+    assert_eq!(delta, FELL_BACK);
+    std::fs::remove_dir_all(t.root.join("sys/devices/cpu_atom")).unwrap();
+    let (on, _) = cores_read(&t, true, false);
+    assert_eq!(on.cores.len(), 10, "without the PMU check 8 and 9 pair up");
+    // A PMU file that cannot be read (a directory here) may still be there: no inference.
+    t.dir("sys/devices/cpu_atom/cpus");
+    assert_eq!(inferred(&t, false).1, FELL_BACK);
+}
+
+#[test]
+fn irregular_patterns_fall_back() {
+    // A wide core in the middle: first and last agree, the middle sample (CPU 8) does not.
+    let mut cores = adjacent(4, 2);
+    cores.push(vec![8, 9, 10, 11]);
+    cores.extend((6..9).map(|c| vec![2 * c, 2 * c + 1]));
+    let t = smt_tree("infer-wide-middle", &cores, &["0-17"]);
+    let (got, delta) = inferred(&t, false);
+    assert_eq!(got.len(), 8);
+    assert_eq!(got[4], "8-11");
+    assert_eq!(delta, FELL_BACK);
+    // A single-thread first core (SMT active elsewhere): no pattern of two.
+    let mut cores = vec![vec![0]];
+    cores.extend((0..8).map(|c| vec![1 + 2 * c, 2 + 2 * c]));
+    let t = smt_tree("infer-single-first", &cores, &["0-16"]);
+    assert_eq!(inferred(&t, false).1, FELL_BACK);
+    // Numbering that tiles but changes: cores 0,2 and 1,3, then adjacent pairs 4,5 ... 14,15.
+    let mut cores = vec![vec![0, 2], vec![1, 3]];
+    cores.extend((2..8).map(|c| vec![2 * c, 2 * c + 1]));
+    let t = smt_tree("infer-mixed-numbering", &cores, &["0-15"]);
+    assert_eq!(inferred(&t, false).1, FELL_BACK);
+    // The last CPU's file lists a third thread (an inconsistent tree: which CPU's file is read
+    // matters; these two agree).
+    let t = smt_tree("infer-last-odd", &stride(8, 2), &["0-15"]);
+    t.file(
+        "sys/devices/system/cpu/cpu15/topology/core_cpus_list",
+        "7,14-15",
+    );
+    assert_eq!(inferred(&t, false).1, FELL_BACK);
+}
+
+#[test]
+fn siblings_across_nodes_or_packages_fall_back() {
+    // Node 0 = 0-15, node 1 = 16-31, each core's threads in both (c, c+16).
+    let t = smt_tree("infer-across-nodes", &stride(16, 2), &["0-15", "16-31"]);
+    assert_eq!(inferred(&t, false).1, FELL_BACK);
+    // One node over two packages (0-7, 8-15) whose cores pair c and c+8 across them: the build
+    // splits them by package; inference must too (it does not infer).
+    let t = smt_tree("infer-across-packages", &stride(8, 2), &["0-15"]);
+    for cpu in 0..16 {
+        let pkg = if cpu < 8 { "0-7" } else { "8-15" };
+        t.file(
+            &format!("sys/devices/system/cpu/cpu{cpu}/topology/package_cpus_list"),
+            pkg,
+        );
+    }
+    let (got, delta) = inferred(&t, true);
+    assert_eq!(got.len(), 16);
+    assert_eq!(delta, FELL_BACK);
+}
+
+#[test]
+fn odd_nodes_fall_back() {
+    // A node listing CPUs that do not exist (POWER lists every possible CPU): with every present
+    // CPU online they are no core's threads, and the node infers.
+    let t = smt_tree("infer-node-absent", &stride(8, 2), &["0-31"]);
+    assert_eq!(inferred(&t, false).1, 3 + 3 - 8);
+    // A listed CPU that is present but offline (a core missing a thread): no inference.
+    t.file("sys/devices/system/cpu/present", "0-16");
+    assert_eq!(inferred(&t, false).1, 2);
+    // Overlapping nodes (every node lists every CPU, as broken firmware does): not attempted.
+    let t = smt_tree("infer-overlap", &stride(8, 2), &["0-15", "0-15"]);
+    assert_eq!(inferred(&t, false).1, 0);
+    // A CPU in no node is read on its own; the nodes still infer.
+    let t = smt_tree("infer-nodeless", &stride(8, 2), &["0-6,8-14"]);
+    let (got, delta) = inferred(&t, false);
+    assert_eq!(got.len(), 8);
+    assert_eq!(delta, 3 + 3 + 1 - 8);
+}
+
+#[test]
+fn missing_or_odd_sibling_files_fall_back() {
+    // The sibling files of core 0,8 are missing: each is a core of its own.
+    let t = smt_tree("infer-missing", &stride(8, 2), &["0-15"]);
+    remove(&t, "sys/devices/system/cpu/cpu0/topology/core_cpus_list");
+    remove(&t, "sys/devices/system/cpu/cpu8/topology/core_cpus_list");
+    let (got, delta) = inferred(&t, false);
+    assert_eq!((got.len(), got[0].as_str()), (9, "0"));
+    assert_eq!(delta, FELL_BACK);
+    // A sibling file naming a CPU that is not online.
+    let t = smt_tree("infer-names-offline", &stride(8, 2), &["0-15"]);
+    t.file(
+        "sys/devices/system/cpu/cpu0/topology/core_cpus_list",
+        "0,8,99",
+    );
+    assert_eq!(inferred(&t, false).1, FELL_BACK);
+    // A file that does not list its own CPU.
+    t.file("sys/devices/system/cpu/cpu0/topology/core_cpus_list", "1,9");
+    assert_eq!(inferred(&t, false).1, FELL_BACK);
+}
+
+#[test]
+fn compute_units_fall_back_and_keep_their_core_ids() {
+    // Bulldozer: thread siblings 2c, 2c+1 with their own core_ids; every core_id is read.
+    let t = smt_tree("infer-bulldozer", &adjacent(8, 2), &["0-15"]);
+    for cpu in 0..16 {
+        t.file(
+            &format!("sys/devices/system/cpu/cpu{cpu}/topology/core_id"),
+            &cpu.to_string(),
+        );
+    }
+    let (got, delta) = inferred(&t, false);
+    assert_eq!(got.len(), 16, "{got:?}");
+    assert_eq!(delta, FELL_BACK);
 }
