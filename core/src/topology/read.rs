@@ -262,7 +262,7 @@ impl<'a> CpuReader<'a> {
             let mut done = CpuSet::new();
             for cpu in self.online.iter() {
                 if !done.contains(cpu) {
-                    done = done.union(&self.read_package(cpu)?);
+                    done.union_with(&self.read_package(cpu)?);
                 }
             }
         }
@@ -273,7 +273,7 @@ impl<'a> CpuReader<'a> {
             let mut done = CpuSet::new();
             for cpu in scope.iter() {
                 if !done.contains(cpu) {
-                    done = done.union(&self.read_llc(cpu)?);
+                    done.union_with(&self.read_llc(cpu)?);
                 }
             }
         }
@@ -315,14 +315,14 @@ impl<'a> CpuReader<'a> {
                 for domain in domains {
                     let part = domain.intersection(scope).difference(&done);
                     if !part.is_empty() {
-                        done = done.union(&self.infer_domain(&domain, &part)?);
+                        done.union_with(&self.infer_domain(&domain, &part)?);
                     }
                 }
             }
         }
         for cpu in scope.iter() {
             if !done.contains(cpu) {
-                done = done.union(&self.read_core(cpu)?);
+                done.union_with(&self.read_core(cpu)?);
             }
         }
         Ok(())
@@ -379,7 +379,7 @@ impl<'a> CpuReader<'a> {
                     break;
                 };
                 let g = self.group(pkg, cpu);
-                done = done.union(&g);
+                done.union_with(&g);
                 domains.push(g);
             }
         }
@@ -388,7 +388,7 @@ impl<'a> CpuReader<'a> {
             if all.intersects(d) {
                 return Vec::new();
             }
-            all = all.union(d);
+            all.union_with(d);
         }
         domains
     }
@@ -458,7 +458,7 @@ impl<'a> CpuReader<'a> {
                     r.thread_siblings = Some(t.clone());
                 }
             }
-            known = known.union(t);
+            known.union_with(t);
         }
         Ok(known)
     }
@@ -471,7 +471,7 @@ impl<'a> CpuReader<'a> {
         domain: &CpuSet,
         known: &mut CpuSet,
     ) -> Result<Option<CpuSet>> {
-        *known = known.union(&self.read_core(cpu)?);
+        known.union_with(&self.read_core(cpu)?);
         let sib = self
             .recs
             .get(cpu)
@@ -614,7 +614,12 @@ pub fn read_online(fs: &Fs) -> Result<CpuSet> {
         if let Some(set) = fs.read_list(&format!("{CPU_DIR}/{file}"))? {
             if !set.is_empty() {
                 // The kernel lists only CPUs it made directories for; a claim beyond them (a corrupt
-                // tree) would cost reads for every phantom CPU. One directory listing bounds it.
+                // tree) would cost reads for every phantom CPU. A few claimed CPUs' directories are
+                // looked up; any missing one and a directory listing bounds the claim. (Listing
+                // always cost as much as the rest of a 4,096-CPU load: one entry per CPU.)
+                if claims_hold(fs, &set) {
+                    return Ok(set);
+                }
                 let dirs: CpuSet = fs
                     .list_dir(CPU_DIR)?
                     .iter()
@@ -644,6 +649,18 @@ pub fn read_online(fs: &Fs) -> Result<CpuSet> {
         ));
     }
     Ok(set)
+}
+
+/// The CPUs probed by `claims_hold`: the first, the last and evenly spaced ones between.
+const CLAIM_PROBES: usize = 16;
+
+/// Whether the directories of `set`'s first, last and up to `CLAIM_PROBES` - 2 evenly spaced CPUs
+/// exist (every one when the set is that small).
+fn claims_hold(fs: &Fs, set: &CpuSet) -> bool {
+    let n = set.len();
+    let step = n.div_ceil(CLAIM_PROBES - 1).max(1);
+    let mut probes = set.iter().step_by(step).chain(set.last());
+    probes.all(|cpu| fs.is_dir(&format!("{CPU_DIR}/cpu{cpu}")))
 }
 
 /// `N` of `{prefix}N`.

@@ -620,3 +620,27 @@ fn compute_units_fall_back_and_keep_their_core_ids() {
     assert_eq!(got.len(), 16, "{got:?}");
     assert_eq!(delta, FELL_BACK);
 }
+
+#[test]
+fn an_online_claim_beyond_the_cpu_directories_is_bounded_by_them() {
+    // The kernel makes a directory for every CPU it lists; a tree claiming more (corrupt or
+    // trimmed) is narrowed to the directories, whichever probed CPU is missing.
+    let t = TestFs::new("online-claim");
+    for id in 0..4 {
+        t.dir(&format!("sys/devices/system/cpu/cpu{id}"));
+    }
+    t.file("sys/devices/system/cpu/online", "0-7\n");
+    assert_eq!(read_online(&t.fs()).unwrap().to_list(), "0-3");
+    t.file("sys/devices/system/cpu/online", "0-3,4000\n");
+    assert_eq!(read_online(&t.fs()).unwrap().to_list(), "0-3");
+    // A claim the directories back is taken as it is.
+    t.file("sys/devices/system/cpu/online", "0-2\n");
+    assert_eq!(read_online(&t.fs()).unwrap().to_list(), "0-2");
+    // Large: 0-999 claimed, directories for 0-499 only; the last CPU's is missing.
+    let big = TestFs::new("online-claim-big");
+    for id in 0..500 {
+        big.dir(&format!("sys/devices/system/cpu/cpu{id}"));
+    }
+    big.file("sys/devices/system/cpu/online", "0-999\n");
+    assert_eq!(read_online(&big.fs()).unwrap().to_list(), "0-499");
+}
