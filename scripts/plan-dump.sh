@@ -49,8 +49,8 @@ if [ -n "${SNAPSHOTS:-}" ]; then
                 if [ "$n" = none ]; then
                     id=-1 mask='' list=$(cat "$fs/sys/devices/system/cpu/online" 2>/dev/null || echo 0)
                 else
-                    id=${n##*node} list=$(cat "$n/cpulist" 2>/dev/null || true)
-                    mask=$(cat "$n/cpumap" 2>/dev/null || true)
+                    id=${n##*node} list=$(tr -d '\0' 2>/dev/null <"$n/cpulist" || true)
+                    mask=$(tr -d '\0' 2>/dev/null <"$n/cpumap" || true)
                     [ -n "$list" ] || [ -n "$mask" ] || continue
                 fi
                 d=$(printf '%s/sys/bus/pci/devices/0000:%02x:00.0' "$fs" $((0x40 + i)))
