@@ -1,5 +1,7 @@
-/* Interleaved start-up timing: every round runs each command once (in an order rotated by one each
- * round), so slow drifts of a shared machine fall on every command alike; prints each command's median
+/* Interleaved start-up timing: every round runs each command once, in a fresh random order (a fixed
+ * seed: runs repeat), so slow drifts of a shared machine fall on every command alike, and no command
+ * always follows the same one (an order merely rotated each round put every command after the same
+ * predecessor: the row after a 55 ms hwloc-bind read ~0.1-0.2 ms slow in every round); prints each command's median
  * and the difference of medians from the second command (the baseline, e.g. an empty preload), in wall
  * time and in CPU time (the child's user + system time from wait4: a busy machine delays a process
  * without adding to its CPU time).
@@ -47,9 +49,17 @@ int main(int argc, char **argv) {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    int order[64];
+    for (int i = 0; i < n; i++) order[i] = i;
+    unsigned long long seed = 0x9e3779b97f4a7c15ULL;
     for (int r = 0; r < rounds; r++) {
+        for (int j = n - 1; j > 0; j--) { /* Fisher-Yates, xorshift64 */
+            seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17;
+            int k = (int)(seed % (unsigned long long)(j + 1));
+            int tmp = order[j]; order[j] = order[k]; order[k] = tmp;
+        }
         for (int j = 0; j < n; j++) {
-            int i = (j + r) % n;
+            int i = order[j];
             struct timespec a, b;
             pid_t pid;
             clock_gettime(CLOCK_MONOTONIC, &a);
