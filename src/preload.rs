@@ -7,7 +7,7 @@ use crate::bind::{self, Effect, INHERITED_VAR};
 use crate::msg;
 use gpuaff_core::{config, ErrorKind, Request, Threads};
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 
 /// The exit status of a strict-mode failure.
 pub const STRICT_EXIT: c_int = 66;
@@ -38,11 +38,26 @@ fn strict_from_env() -> bool {
         .is_some_and(|v| config::parse_bool("GPU_AFFINITY_STRICT", &v) == Ok(true))
 }
 
-/// Debug builds only: panics where GPUAFF_TEST_PANIC names the place ("load": the constructor,
-/// "thread": binding a new thread in the hook), so that tests/unwind.rs can check that a panic in the
-/// real object unwinds to its `catch_unwind` (the object carries its own static unwinder; see build.rs).
+/// Debug builds only: the place GPUAFF_TEST_PANIC names ("load": the constructor, "thread": binding
+/// a new thread in the hook), where `test_panic` panics so that tests/unwind.rs can check that a
+/// panic in the real object unwinds to its `catch_unwind` (the object carries its own static
+/// unwinder; see build.rs). Read once by the constructor: the hook's threads read an atomic, not the
+/// environment (whose lock a fork could leave held).
+static TEST_PANIC_AT: AtomicU8 = AtomicU8::new(0);
+const TEST_PANIC_PLACES: [&str; 2] = ["load", "thread"];
+
+fn read_test_panic() {
+    if cfg!(debug_assertions) {
+        let at = env_lookup("GPUAFF_TEST_PANIC")
+            .and_then(|v| TEST_PANIC_PLACES.iter().position(|p| *p == v))
+            .map_or(0, |i| i as u8 + 1);
+        TEST_PANIC_AT.store(at, Ordering::Relaxed);
+    }
+}
+
 fn test_panic(at: &str) {
-    if cfg!(debug_assertions) && std::env::var_os("GPUAFF_TEST_PANIC").is_some_and(|v| v == at) {
+    let asked = TEST_PANIC_AT.load(Ordering::Relaxed) as usize;
+    if cfg!(debug_assertions) && asked > 0 && TEST_PANIC_PLACES.get(asked - 1) == Some(&at) {
         panic!("GPUAFF_TEST_PANIC={at}");
     }
 }
@@ -83,6 +98,7 @@ pub fn on_load() {
         return;
     }
     quiet_panics();
+    read_test_panic();
     test_panic("load");
     match config::local_rank(&env_lookup) {
         Ok(Some(_)) => {}

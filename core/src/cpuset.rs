@@ -136,12 +136,7 @@ impl CpuSet {
             return;
         }
         let (w, bit) = (id / 64, 1u64 << (id % 64));
-        if let Some(slot) = self
-            .words
-            .as_mut()
-            .and_then(Arc::get_mut)
-            .and_then(|words| words.get_mut(w))
-        {
+        if let Some(slot) = self.unshared_word(w) {
             *slot |= bit;
             return;
         }
@@ -158,18 +153,22 @@ impl CpuSet {
         let (w, bit) = (id / 64, 1u64 << (id % 64));
         // In place unless shared, or clearing the last word (which trims it).
         if w + 1 < self.words().len() {
-            if let Some(slot) = self
-                .words
-                .as_mut()
-                .and_then(Arc::get_mut)
-                .and_then(|words| words.get_mut(w))
-            {
+            if let Some(slot) = self.unshared_word(w) {
                 *slot &= !bit;
                 return;
             }
         }
         let old = self.words();
         *self = CpuSet::from_fn(old.len(), |i| word(old, i) & if i == w { !bit } else { !0 });
+    }
+
+    /// Word `w`, writable in place: None when the words are shared (or `w` is past them), and the
+    /// caller makes its own copy.
+    fn unshared_word(&mut self, w: usize) -> Option<&mut u64> {
+        self.words
+            .as_mut()
+            .and_then(Arc::get_mut)
+            .and_then(|words| words.get_mut(w))
     }
 
     pub fn contains(&self, id: usize) -> bool {

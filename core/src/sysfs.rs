@@ -139,48 +139,45 @@ impl Fs {
         self.read_bytes(rel, |b| clean(&String::from_utf8_lossy(b)).to_string())
     }
 
+    /// A file parsed from its (lossy UTF-8) text: None when absent or when `parse` finds nothing
+    /// in it; a parse error names the file.
+    fn read_parsed<T, E: fmt::Display>(
+        &self,
+        rel: &str,
+        parse: impl FnOnce(&str) -> std::result::Result<Option<T>, E>,
+    ) -> Result<Option<T>> {
+        match self.read_bytes(rel, |b| parse(&String::from_utf8_lossy(b)))? {
+            None => Ok(None),
+            Some(r) => r.map_err(|e| Error::file(&self.path(rel), e)),
+        }
+    }
+
     /// A decimal integer file (`physical_package_id`, `numa_node`, `level`); None when absent.
     /// An empty file counts as absent: snapshots hold empty placeholders.
     pub fn read_i64(&self, rel: &str) -> Result<Option<i64>> {
-        let parsed = self.read_bytes(rel, |b| {
-            let text = String::from_utf8_lossy(b);
-            let s = clean(&text);
-            if s.is_empty() {
-                Ok(None)
-            } else {
-                s.parse::<i64>()
-                    .map(Some)
-                    .map_err(|_| format!("{s:?} is not an integer"))
-            }
-        })?;
-        match parsed {
-            None => Ok(None),
-            Some(r) => r.map_err(|why| Error::file(&self.path(rel), why)),
-        }
+        self.read_parsed(rel, |text| match clean(text) {
+            "" => Ok(None),
+            s => s
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| format!("{s:?} is not an integer")),
+        })
     }
 
     /// A cpulist file (`0-3,8`); None when absent.
     pub fn read_list(&self, rel: &str) -> Result<Option<CpuSet>> {
-        match self.read_bytes(rel, |b| CpuSet::parse_list(&String::from_utf8_lossy(b)))? {
-            None => Ok(None),
-            Some(r) => r.map(Some).map_err(|e| Error::file(&self.path(rel), e)),
-        }
+        self.read_parsed(rel, |text| CpuSet::parse_list(text).map(Some))
     }
 
     /// A hexadecimal mask file (`ff,00000000`); None when absent or empty.
     pub fn read_mask(&self, rel: &str) -> Result<Option<CpuSet>> {
-        let parsed = self.read_bytes(rel, |b| {
-            let text = String::from_utf8_lossy(b);
-            if clean(&text).is_empty() {
+        self.read_parsed(rel, |text| {
+            if clean(text).is_empty() {
                 Ok(None)
             } else {
-                CpuSet::parse_mask(&text).map(Some)
+                CpuSet::parse_mask(text).map(Some)
             }
-        })?;
-        match parsed {
-            None => Ok(None),
-            Some(r) => r.map_err(|e| Error::file(&self.path(rel), e)),
-        }
+        })
     }
 
     /// A set given as `<list_rel>` or else `<mask_rel>` (the `*_list` form is preferred: it is

@@ -6,8 +6,9 @@
 
 use gpuaff_core::topology::Topology;
 use gpuaff_core::{AllowedFrom, CpuSet, Fs};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+
+#[path = "support/snapshots.rs"]
+mod snapshots;
 
 // 64amd64-* (AMD Opteron 6276, Bulldozer) list `thread_siblings_list` 0-1 for CPUs 0 and 1, but
 // their `core_id`s differ (0 and 1): the kernel reports the two integer cores of a compute unit
@@ -108,11 +109,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn fixtures_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/hwloc");
-    dir.is_dir().then_some(dir)
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Counts {
     pkg: usize,
@@ -164,37 +160,6 @@ fn our_counts(t: &Topology) -> Counts {
     }
 }
 
-/// Extracts `tarball` into a fresh directory and returns the fsroot (the directory holding `sys/`).
-fn extract(tarball: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
-    // tmpfs when there is one: the snapshots are thousands of small files, slow on a loaded disk.
-    let dir = gpuaff_fixtures::scratch_root()
-        .join(format!("gpuaff-conformance-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let st = Command::new("tar")
-        .arg("xjf")
-        .arg(tarball)
-        .arg("-C")
-        .arg(&dir)
-        .status()
-        .map_err(|e| format!("tar: {e}"))?;
-    if !st.success() {
-        return Err(format!("tar xjf {} failed: {st}", tarball.display()));
-    }
-    // The top directory may be named differently from the tarball; x86 ones add `fsroot/`.
-    for top in std::fs::read_dir(&dir)
-        .map_err(|e| e.to_string())?
-        .flatten()
-    {
-        for cand in [top.path(), top.path().join("fsroot")] {
-            if cand.join("sys").is_dir() {
-                return Ok((dir, cand));
-            }
-        }
-    }
-    Err(format!("no sys/ directory in {}", tarball.display()))
-}
-
 struct Row {
     name: String,
     loaded: Result<Counts, String>,
@@ -204,40 +169,28 @@ struct Row {
 
 #[test]
 fn snapshots_agree_with_hwloc() {
-    let Some(fixtures) = fixtures_dir() else {
-        eprintln!("skipping: ../shared/fixtures/hwloc not found");
+    let Some(tarballs) = snapshots::tarballs() else {
         return;
     };
-    let mut tarballs: Vec<PathBuf> = std::fs::read_dir(&fixtures)
-        .expect("fixtures dir readable")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".tar.bz2"))
-        .collect();
-    tarballs.sort();
-    assert!(
-        !tarballs.is_empty(),
-        "no snapshots in {}",
-        fixtures.display()
-    );
+    let fixtures = snapshots::dir().expect("the snapshots' directory");
 
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     let mut used_known = Vec::new();
     for tarball in &tarballs {
-        let file = tarball.file_name().unwrap_or_default().to_string_lossy();
-        let name = file.trim_end_matches(".tar.bz2").to_string();
+        let name = snapshots::name(tarball);
         let hwloc = std::fs::read_to_string(fixtures.join(format!("{name}.console")))
             .ok()
             .map(|t| console_counts(&t));
-        let (tmp, root) = match extract(tarball, &name) {
+        let snap = match snapshots::extract(tarball, "conformance") {
             Ok(x) => x,
             Err(e) => {
-                failures.push(format!("{name}: cannot extract: {e}"));
+                failures.push(format!("cannot extract: {e}"));
                 continue;
             }
         };
-        let fs = Fs::new(&root);
+        let root = &snap.root;
+        let fs = Fs::new(root);
         let loaded = Topology::load(&fs, &AllowedFrom::Snapshot)
             .map_err(|e| e.to_string())
             .and_then(|t| {
@@ -250,7 +203,7 @@ fn snapshots_agree_with_hwloc() {
                 }
                 Ok(our_counts(&t))
             });
-        let _ = std::fs::remove_dir_all(&tmp);
+        drop(snap);
 
         let verdict = match (&loaded, &hwloc) {
             (Err(e), _) => {

@@ -5,8 +5,10 @@
 
 use gpuaff_core::topology::{Topology, Want};
 use gpuaff_core::{AllowedFrom, Fs};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+
+#[path = "support/snapshots.rs"]
+mod snapshots;
+use std::path::Path;
 
 /// The topology with inference on or off, and the files read.
 fn load(root: &Path, infer: bool) -> (Result<Topology, String>, usize) {
@@ -65,51 +67,15 @@ fn cpu_dirs(root: &Path) -> String {
         .join(",")
 }
 
-/// Extracts `tarball` under a fresh directory; (that directory, the fsroot).
-fn extract(tarball: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
-    let tmp =
-        gpuaff_fixtures::scratch_root().join(format!("gpuaff-infer-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let ok = Command::new("tar")
-        .arg("xjf")
-        .arg(tarball)
-        .arg("-C")
-        .arg(&tmp)
-        .status()
-        .is_ok_and(|s| s.success());
-    let root = std::fs::read_dir(&tmp).ok().and_then(|rd| {
-        rd.flatten()
-            .flat_map(|t| [t.path(), t.path().join("fsroot")])
-            .find(|c| c.join("sys").is_dir())
-    });
-    match (ok, root) {
-        (true, Some(root)) => Ok((tmp, root)),
-        _ => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(format!("{name}: cannot extract {}", tarball.display()))
-        }
-    }
-}
-
 /// With inference on, the precondition costs `smt/control`, `present` and the hybrid PMU's
 /// `cpus`.
 const PRECONDITION_FILES: usize = 3;
 
 #[test]
 fn hwloc_snapshots_claiming_smt_on() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/hwloc");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("skipping: {} not found", dir.display());
+    let Some(tarballs) = snapshots::tarballs() else {
         return;
     };
-    let mut tarballs: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".tar.bz2"))
-        .collect();
-    tarballs.sort();
-    assert!(!tarballs.is_empty(), "no snapshots in {}", dir.display());
     let mut failures = Vec::new();
     // (snapshot, outcome with `present` as the snapshot has it, outcome with `present` = online)
     let mut outcomes: Vec<(String, Outcome, Outcome)> = Vec::new();
@@ -118,19 +84,15 @@ fn hwloc_snapshots_claiming_smt_on() {
         "snapshot", "read", "infer", "present", "outcome", "infer", "present=online"
     );
     for tarball in &tarballs {
-        let name = tarball
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .trim_end_matches(".tar.bz2")
-            .to_string();
-        let (tmp, root) = match extract(tarball, &name) {
+        let name = snapshots::name(tarball);
+        let snap = match snapshots::extract(tarball, "infer") {
             Ok(x) => x,
             Err(e) => {
                 failures.push(e);
                 continue;
             }
         };
+        let root = snap.root.clone();
         // The kernel's word, whatever the snapshot says (or lacks): SMT on; where the snapshot
         // has no `present`, one CPU per cpuN directory (as the kernel lists them), and then its
         // `online` written out too (else the loader would take `present` for it).
@@ -173,7 +135,6 @@ fn hwloc_snapshots_claiming_smt_on() {
             }
             (a, b) => failures.extend(a.err().into_iter().chain(b.err())),
         }
-        let _ = std::fs::remove_dir_all(&tmp);
     }
     let count = |o: Outcome, second: bool| {
         outcomes

@@ -9,8 +9,10 @@ use gpuaff_core::{Fs, Result};
 #[path = "support/every_cpu.rs"]
 mod every_cpu;
 use every_cpu::read_facts_every_cpu;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+
+#[path = "support/snapshots.rs"]
+mod snapshots;
+use std::path::Path;
 
 fn same(name: &str, root: &Path) -> Result<(usize, usize), String> {
     let fs_every = Fs::new(root);
@@ -47,49 +49,19 @@ fn catalog_machines() {
 
 #[test]
 fn hwloc_snapshots() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/hwloc");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("skipping: {} not found", dir.display());
+    let Some(tarballs) = snapshots::tarballs() else {
         return;
     };
-    let mut tarballs: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".tar.bz2"))
-        .collect();
-    tarballs.sort();
     let mut failures = Vec::new();
     for tarball in &tarballs {
-        let name = tarball
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .trim_end_matches(".tar.bz2")
-            .to_string();
-        let tmp = gpuaff_fixtures::scratch_root()
-            .join(format!("gpuaff-propagation-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).expect("scratch dir");
-        let ok = Command::new("tar")
-            .arg("xjf")
-            .arg(tarball)
-            .arg("-C")
-            .arg(&tmp)
-            .status()
-            .is_ok_and(|s| s.success());
-        let root = std::fs::read_dir(&tmp).ok().and_then(|rd| {
-            rd.flatten()
-                .flat_map(|t| [t.path(), t.path().join("fsroot")])
-                .find(|c| c.join("sys").is_dir())
-        });
-        match (ok, root) {
-            (true, Some(root)) => match same(&name, &root) {
+        let name = snapshots::name(tarball);
+        match snapshots::extract(tarball, "propagation") {
+            Ok(snap) => match same(&name, &snap.root) {
                 Ok((a, b)) => eprintln!("{name:<40} {a:>6} {b:>6}"),
                 Err(e) => failures.push(e),
             },
-            _ => failures.push(format!("{name}: cannot extract")),
+            Err(e) => failures.push(format!("cannot extract: {e}")),
         }
-        let _ = std::fs::remove_dir_all(&tmp);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
