@@ -14,7 +14,7 @@ fn main() {
     if let Some(dir) = &unwinder {
         println!("cargo:rustc-link-search=native={}", dir.display());
     }
-    // Read by tests/load.rs: whether this build's objects should need libgcc_s.so.1.
+    // Read by tests/unwind.rs: whether this build's objects should need libgcc_s.so.1.
     println!(
         "cargo:rustc-env=GPUAFF_STATIC_UNWINDER={}",
         u8::from(unwinder.is_some())
