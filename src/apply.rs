@@ -32,10 +32,14 @@ pub fn get_affinity(tid: libc::pid_t) -> std::result::Result<CpuSet, i32> {
     gpuaff_core::sysfs::thread_mask(tid).map_err(|e| e.errno())
 }
 
-/// Sets a thread's CPU mask; tid 0 is the calling thread. Allocation-free (the pthread_create hook
-/// calls it). Err is the errno.
+/// Sets a thread's CPU mask; tid 0 is the calling thread. Err is the errno.
 pub fn set_affinity(tid: libc::pid_t, cpus: &CpuSet) -> std::result::Result<(), i32> {
-    let words = cpus.words();
+    set_affinity_words(tid, &cpus.words())
+}
+
+/// `set_affinity` from raw words (bit i of word w is CPU 64*w+i). Allocation-free (the
+/// pthread_create hook calls it with the binding's words).
+pub fn set_affinity_words(tid: libc::pid_t, words: &[u64]) -> std::result::Result<(), i32> {
     if words.is_empty() {
         return Err(libc::EINVAL);
     }
@@ -169,15 +173,20 @@ const MPOL_BIND: libc::c_long = 2;
 const MPOL_INTERLEAVE: libc::c_long = 3;
 
 /// `set_mempolicy` for the calling thread (threads inherit it when they are created). `None` restores
-/// the default policy. Allocation-free. Err is the errno.
+/// the default policy. Err is the errno.
 pub fn set_mempolicy(policy: MemBind, nodes: &CpuSet) -> std::result::Result<(), i32> {
+    set_mempolicy_words(policy, &nodes.words())
+}
+
+/// `set_mempolicy` from raw node words. Allocation-free (the pthread_create hook calls it with the
+/// binding's words).
+pub fn set_mempolicy_words(policy: MemBind, words: &[u64]) -> std::result::Result<(), i32> {
     let mode = match policy {
         MemBind::None => MPOL_DEFAULT,
         MemBind::Preferred => MPOL_PREFERRED, // the kernel takes the first node of the mask
         MemBind::Bind => MPOL_BIND,
         MemBind::Interleave => MPOL_INTERLEAVE,
     };
-    let words = nodes.words();
     let (ptr, maxnode) = if policy == MemBind::None || words.is_empty() {
         (std::ptr::null(), 0)
     } else {

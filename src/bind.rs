@@ -27,7 +27,6 @@ pub const INHERITED_VAR: &str = "GPU_AFFINITY_INHERITED";
 /// freed (a rebinding leaks the old one: a few hundred bytes), so the hook reads it lock-free.
 pub struct Binding {
     pub cpus: CpuSet,
-    pub mems: CpuSet,
     /// The memory policy in force (after degradation).
     pub membind: MemBind,
     pub threads: Threads,
@@ -37,28 +36,44 @@ pub struct Binding {
     pub verbose: bool,
     /// A thread attribute carrying `cpus`, for threads created with a NULL attribute.
     attr: Option<Box<libc::pthread_attr_t>>,
+    /// `cpus` and the memory nodes as raw words, built once: the hook reads them without
+    /// allocating.
+    words: Box<[u64]>,
+    mem_words: Box<[u64]>,
 }
 
 impl Binding {
     fn new(cpus: CpuSet, mems: CpuSet, membind: MemBind, req: &Request) -> Binding {
-        let attr = affinity_attr(&cpus);
+        let words: Box<[u64]> = cpus.words().into_owned().into();
+        let mem_words: Box<[u64]> = mems.words().into_owned().into();
+        let attr = affinity_attr(&words);
         Binding {
             cpus,
-            mems,
             membind,
             threads: req.threads,
             guard: crate::guard::Guard::DEFAULT,
             verbose: req.verbose,
             attr,
+            words,
+            mem_words,
         }
+    }
+
+    /// `cpus` as raw words (bit i of word w is CPU 64*w+i).
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// The memory nodes as raw words (bit i of word w is node 64*w+i).
+    pub fn mem_words(&self) -> &[u64] {
+        &self.mem_words
     }
     pub fn attr(&self) -> Option<*const libc::pthread_attr_t> {
         self.attr.as_deref().map(|a| a as *const _)
     }
 }
 
-fn affinity_attr(cpus: &CpuSet) -> Option<Box<libc::pthread_attr_t>> {
-    let words = cpus.words();
+fn affinity_attr(words: &[u64]) -> Option<Box<libc::pthread_attr_t>> {
     if words.is_empty() {
         return None;
     }

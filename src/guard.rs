@@ -178,7 +178,7 @@ fn from_main_program() -> bool {
 /// The binding's words when a guard applies; None when there is nothing to guard.
 fn guarded() -> Option<(&'static Binding, &'static [u64])> {
     let b = bind::active()?;
-    let want = b.cpus.words();
+    let want = b.words();
     (b.guard != Guard::Off && !want.is_empty() && want.len() <= WORDS).then_some((b, want))
 }
 
@@ -270,7 +270,7 @@ pub unsafe fn attr_needs_clamp(attr: *const libc::pthread_attr_t) -> bool {
 
 /// In a new thread created with a foreign attribute: narrows its own mask into the binding.
 pub fn clamp_self(b: &Binding) {
-    let want = b.cpus.words();
+    let want = b.words();
     if want.is_empty() || want.len() > WORDS {
         return;
     }

@@ -294,7 +294,7 @@ fn creator_is_inside(b: &bind::Binding) -> bool {
     if n != 0 {
         return false; // more than 1024 CPUs: take the general path
     }
-    let want = b.cpus.words();
+    let want = b.words();
     set.iter().any(|w| *w != 0)
         && set
             .iter()
@@ -327,10 +327,10 @@ fn bind_new_thread(b: &bind::Binding, clamp: bool) {
         crate::guard::clamp_self(b);
         true
     } else {
-        crate::apply::set_affinity(0, &b.cpus).is_ok()
+        crate::apply::set_affinity_words(0, b.words()).is_ok()
     };
     let mem_ok = b.membind == gpuaff_core::MemBind::None
-        || crate::apply::set_mempolicy(b.membind, &b.mems).is_ok();
+        || crate::apply::set_mempolicy_words(b.membind, b.mem_words()).is_ok();
     let failed = !cpus_ok || !mem_ok;
     if failed && !HOOK_WARNED.swap(true, Ordering::Relaxed) {
         msg::line("cannot bind a new thread (CPU mask or memory policy refused); it runs unbound");

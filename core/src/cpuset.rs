@@ -1,6 +1,7 @@
 //! `CpuSet`: a set of logical CPU ids (or NUMA node ids), with the kernel's two text forms:
 //! cpulists (`0-3,8-11`) and hexadecimal masks (`ff,00000000`, 32-bit words, most significant first).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -11,13 +12,28 @@ pub const MAX_ID: usize = 1 << 17;
 /// Words kept on the stack while a set is built from unordered ids: 4,096 CPUs.
 const STACK_WORDS: usize = 64;
 
+/// Ids kept inline, without an allocation: a core's threads (two on x86, four on some), a small
+/// binding. Such a set costs no heap and is as cheap to intersect at 4,096 CPUs as at 16; a set of
+/// words as wide as the machine per core was most of a big machine's load time and page faults.
+const FEW: usize = 4;
+
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct CpuSet {
-    /// Bit i of word w is id 64*w+i. Never ends with a zero word and None when empty, so equality is
-    /// structural. Shared and copied on write: a sibling or package set handed to each CPU it
-    /// names, or an intersection that changes nothing, costs a reference count, not a copy of a
-    /// set as wide as the machine.
-    words: Option<Arc<[u64]>>,
+    /// Canonical (so equality is structural): a set of up to `FEW` ids is `Few`, a larger one
+    /// `Words`.
+    repr: Repr,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+enum Repr {
+    #[default]
+    Empty,
+    /// 1..=FEW ids, ascending, in `ids[..n]`; the other slots 0.
+    Few { n: u8, ids: [u32; FEW] },
+    /// More than FEW ids: bit i of word w is id 64*w+i, never ending with a zero word. Shared and
+    /// copied on write: a package set handed to each CPU it names, or an intersection that changes
+    /// nothing, costs a reference count, not a copy of a set as wide as the machine.
+    Words(Arc<[u64]>),
 }
 
 /// Why a cpulist or mask did not parse; `Display` says what was expected.
@@ -82,15 +98,41 @@ impl Builder {
     }
 }
 
+/// The ids of a set, ascending: inline ones first, then the words' bits (one of the two is empty).
+struct Iter<'a> {
+    ids: std::slice::Iter<'a, u32>,
+    words: &'a [u64],
+    next_word: usize,
+    base: usize,
+    bits: u64,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if let Some(&id) = self.ids.next() {
+            return Some(id as usize);
+        }
+        while self.bits == 0 {
+            self.bits = *self.words.get(self.next_word)?;
+            self.base = self.next_word * 64;
+            self.next_word += 1;
+        }
+        let i = self.bits.trailing_zeros() as usize;
+        self.bits &= self.bits - 1;
+        Some(self.base + i)
+    }
+}
+
 impl CpuSet {
     pub fn new() -> Self {
-        CpuSet { words: None }
+        CpuSet { repr: Repr::Empty }
     }
 
     /// A set of one id.
     pub fn single(id: usize) -> Self {
-        let (w, bit) = (id / 64, 1u64 << (id % 64));
-        CpuSet::from_fn(w + 1, |i| if i == w { bit } else { 0 })
+        CpuSet::from_sorted(&[id])
     }
 
     /// The ids `lo..=hi`.
@@ -101,34 +143,123 @@ impl CpuSet {
         CpuSet::from_fn(hi / 64 + 1, |i| range_word(i, lo, hi))
     }
 
-    /// From raw 64-bit words (bit i of word w is id 64*w+i), as `sched_getaffinity` gives them.
-    pub fn from_words(words: &[u64]) -> Self {
-        match words.get(..trimmed_len(words)) {
-            Some(w) if !w.is_empty() => CpuSet {
-                words: Some(Arc::from(w)),
-            },
-            _ => CpuSet::new(),
-        }
-    }
-
-    /// The set whose word i is `f(i)` for i < `len` (one allocation); `f(len - 1)` should be
-    /// non-zero, else the words are trimmed first.
-    fn from_fn(len: usize, f: impl Fn(usize) -> u64) -> Self {
-        let mut len = len;
-        while len > 0 && f(len - 1) == 0 {
-            len -= 1;
-        }
-        if len == 0 {
+    /// From ascending, distinct ids.
+    pub(crate) fn from_sorted(ids: &[usize]) -> Self {
+        let mut few = [0u32; FEW];
+        if ids.is_empty() {
             return CpuSet::new();
         }
+        if ids.len() <= FEW
+            && few
+                .iter_mut()
+                .zip(ids)
+                .all(|(slot, &id)| u32::try_from(id).map(|v| *slot = v).is_ok())
+        {
+            return CpuSet {
+                repr: Repr::Few {
+                    n: ids.len() as u8,
+                    ids: few,
+                },
+            };
+        }
+        let last = ids.last().copied().unwrap_or(0);
+        let mut words = vec![0u64; last / 64 + 1];
+        for &id in ids {
+            if let Some(w) = words.get_mut(id / 64) {
+                *w |= 1 << (id % 64);
+            }
+        }
         CpuSet {
-            words: Some((0..len).map(f).collect()),
+            repr: Repr::Words(words.into()),
         }
     }
 
-    /// The raw 64-bit words, enough to hold the highest id.
-    pub fn words(&self) -> &[u64] {
-        self.words.as_deref().unwrap_or(&[])
+    /// From raw 64-bit words (bit i of word w is id 64*w+i), as `sched_getaffinity` gives them.
+    pub fn from_words(words: &[u64]) -> Self {
+        let len = trimmed_len(words);
+        CpuSet::from_fn(len, |i| word(words, i))
+    }
+
+    /// The set whose word i is `f(i)` for i < `len`: inline when it has `FEW` ids or fewer, else
+    /// one allocation, trimmed.
+    fn from_fn(len: usize, f: impl Fn(usize) -> u64) -> Self {
+        let mut few = [0usize; FEW];
+        let (mut n, mut top) = (0, 0);
+        for i in 0..len {
+            let mut bits = f(i);
+            if bits != 0 {
+                top = i + 1;
+            }
+            while bits != 0 && n <= FEW {
+                if let Some(slot) = few.get_mut(n) {
+                    *slot = i * 64 + bits.trailing_zeros() as usize;
+                }
+                n += 1;
+                bits &= bits - 1;
+            }
+        }
+        match few.get(..n) {
+            Some(ids) => CpuSet::from_sorted(ids),
+            None => CpuSet {
+                repr: Repr::Words((0..top).map(f).collect()),
+            },
+        }
+    }
+
+    /// The raw 64-bit words, enough to hold the highest id: borrowed for a set of more than
+    /// `FEW` ids, built for a smaller one (a binding keeps its own; see the hook's code).
+    pub fn words(&self) -> Cow<'_, [u64]> {
+        match &self.repr {
+            Repr::Words(w) => Cow::Borrowed(w),
+            _ => Cow::Owned((0..self.word_len()).map(|i| self.word_at(i)).collect()),
+        }
+    }
+
+    /// How many words `words()` has.
+    pub fn word_len(&self) -> usize {
+        match &self.repr {
+            Repr::Words(w) => w.len(),
+            _ => self.last().map_or(0, |l| l / 64 + 1),
+        }
+    }
+
+    /// Word `i` of `words()`, without building them.
+    fn word_at(&self, i: usize) -> u64 {
+        match &self.repr {
+            Repr::Empty => 0,
+            Repr::Few { .. } => self
+                .few()
+                .iter()
+                .filter(|&&id| id as usize / 64 == i)
+                .fold(0, |w, &id| w | 1 << (id % 64)),
+            Repr::Words(w) => word(w, i),
+        }
+    }
+
+    /// The inline ids (empty for a set of words).
+    fn few(&self) -> &[u32] {
+        match &self.repr {
+            Repr::Few { n, ids } => ids.get(..usize::from(*n)).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// The ids of an inline set that `keep` keeps (any set: the general path for words).
+    fn filter(&self, keep: impl Fn(usize) -> bool) -> CpuSet {
+        if let Repr::Words(_) = self.repr {
+            return self.iter().filter(|&id| keep(id)).collect();
+        }
+        let mut out = [0usize; FEW];
+        let mut n = 0;
+        for id in self.iter() {
+            if keep(id) {
+                if let Some(slot) = out.get_mut(n) {
+                    *slot = id;
+                    n += 1;
+                }
+            }
+        }
+        CpuSet::from_sorted(out.get(..n).unwrap_or(&[]))
     }
 
     pub fn insert(&mut self, id: usize) {
@@ -136,14 +267,30 @@ impl CpuSet {
             return;
         }
         let (w, bit) = (id / 64, 1u64 << (id % 64));
+        if !matches!(self.repr, Repr::Words(_)) {
+            let mut ids = [0usize; FEW + 1];
+            let mut n = 0;
+            for (slot, old) in ids.iter_mut().zip(self.iter()) {
+                *slot = old;
+                n += 1;
+            }
+            if let Some(slot) = ids.get_mut(n) {
+                *slot = id;
+                n += 1;
+            }
+            let ids = ids.get_mut(..n).unwrap_or_default();
+            ids.sort_unstable();
+            *self = CpuSet::from_sorted(ids);
+            return;
+        }
         if let Some(slot) = self.unshared_word(w) {
             *slot |= bit;
             return;
         }
         // Shared, or growing: one copy.
-        let old = self.words();
-        let len = old.len().max(w + 1);
-        *self = CpuSet::from_fn(len, |i| word(old, i) | if i == w { bit } else { 0 });
+        let len = self.word_len().max(w + 1);
+        let old = &*self;
+        *self = CpuSet::from_fn(len, |i| old.word_at(i) | if i == w { bit } else { 0 });
     }
 
     pub fn remove(&mut self, id: usize) {
@@ -151,93 +298,123 @@ impl CpuSet {
             return;
         }
         let (w, bit) = (id / 64, 1u64 << (id % 64));
-        // In place unless shared, or clearing the last word (which trims it).
-        if w + 1 < self.words().len() {
+        // In place unless shared, or clearing the last word (which trims it), or leaving few ids.
+        if w + 1 < self.word_len() && self.len() > FEW + 1 {
             if let Some(slot) = self.unshared_word(w) {
                 *slot &= !bit;
                 return;
             }
         }
-        let old = self.words();
-        *self = CpuSet::from_fn(old.len(), |i| word(old, i) & if i == w { !bit } else { !0 });
+        let old = &*self;
+        *self = CpuSet::from_fn(old.word_len(), |i| {
+            old.word_at(i) & if i == w { !bit } else { !0 }
+        });
     }
 
-    /// Word `w`, writable in place: None when the words are shared (or `w` is past them), and the
-    /// caller makes its own copy.
+    /// Word `w`, writable in place: None when the words are shared, inline, or `w` is past them,
+    /// and the caller makes its own copy.
     fn unshared_word(&mut self, w: usize) -> Option<&mut u64> {
-        self.words
-            .as_mut()
-            .and_then(Arc::get_mut)
-            .and_then(|words| words.get_mut(w))
+        match &mut self.repr {
+            Repr::Words(words) => Arc::get_mut(words).and_then(|words| words.get_mut(w)),
+            _ => None,
+        }
     }
 
     pub fn contains(&self, id: usize) -> bool {
-        word(self.words(), id / 64) & (1 << (id % 64)) != 0
+        match &self.repr {
+            Repr::Empty => false,
+            Repr::Few { .. } => self.few().iter().any(|&x| x as usize == id),
+            Repr::Words(w) => word(w, id / 64) & (1 << (id % 64)) != 0,
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.words().iter().map(|w| w.count_ones() as usize).sum()
+        match &self.repr {
+            Repr::Words(w) => w.iter().map(|w| w.count_ones() as usize).sum(),
+            _ => self.few().len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.words.is_none()
+        matches!(self.repr, Repr::Empty)
     }
 
     /// The lowest id.
     pub fn first(&self) -> Option<usize> {
-        let words = self.words();
-        let w = words.iter().position(|&w| w != 0)?;
-        Some(w * 64 + words.get(w)?.trailing_zeros() as usize)
+        self.iter().next()
     }
 
     /// The highest id.
     pub fn last(&self) -> Option<usize> {
-        let words = self.words();
-        let w = words.len().checked_sub(1)?;
-        Some(w * 64 + 63 - words.get(w)?.leading_zeros() as usize)
+        match &self.repr {
+            Repr::Words(words) => {
+                let w = words.len().checked_sub(1)?;
+                Some(w * 64 + 63 - words.get(w)?.leading_zeros() as usize)
+            }
+            _ => self.few().last().map(|&id| id as usize),
+        }
     }
 
     /// Ids in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.words().iter().enumerate().flat_map(|(w, &bits)| {
-            let mut bits = bits;
-            std::iter::from_fn(move || {
-                if bits == 0 {
-                    return None;
-                }
-                let i = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                Some(w * 64 + i)
-            })
-        })
+        let words: &[u64] = match &self.repr {
+            Repr::Words(w) => w,
+            _ => &[],
+        };
+        Iter {
+            ids: self.few().iter(),
+            words,
+            next_word: 0,
+            base: 0,
+            bits: 0,
+        }
     }
 
     /// The set of `f(a, b)` word by word; `self` or `other` itself (shared, not copied) when the
     /// result equals it.
     fn zip_with(&self, other: &CpuSet, f: impl Fn(u64, u64) -> u64) -> CpuSet {
-        let (a, b) = (self.words(), other.words());
-        let at = |i: usize| f(word(a, i), word(b, i));
-        // One pass for the trimmed length and whether the result is an operand, then at most one
-        // allocation.
-        let (mut len, mut is_a, mut is_b) = (0, true, true);
-        for i in 0..a.len().max(b.len()) {
-            let r = at(i);
-            if r != 0 {
-                len = i + 1;
+        match (&self.repr, &other.repr) {
+            // The sets of the machine's size: straight over the slices.
+            (Repr::Words(a), Repr::Words(b)) => self.zip_words(
+                other,
+                a.len().max(b.len()),
+                |i| word(a, i),
+                |i| word(b, i),
+                f,
+            ),
+            _ => {
+                let len = self.word_len().max(other.word_len());
+                self.zip_words(other, len, |i| self.word_at(i), |i| other.word_at(i), f)
             }
-            is_a &= r == word(a, i);
-            is_b &= r == word(b, i);
         }
-        if len == 0 {
-            CpuSet::new()
-        } else if is_a {
+    }
+
+    /// `zip_with` over words `a(i)` of `self` and `b(i)` of `other`, for i < `len`.
+    fn zip_words(
+        &self,
+        other: &CpuSet,
+        len: usize,
+        a: impl Fn(usize) -> u64,
+        b: impl Fn(usize) -> u64,
+        f: impl Fn(u64, u64) -> u64,
+    ) -> CpuSet {
+        // One pass for whether the result is an operand, then at most one allocation.
+        let (mut is_a, mut is_b) = (true, true);
+        for i in 0..len {
+            let (x, y) = (a(i), b(i));
+            let r = f(x, y);
+            is_a &= r == x;
+            is_b &= r == y;
+            if !is_a && !is_b {
+                break;
+            }
+        }
+        if is_a {
             self.clone()
         } else if is_b {
             other.clone()
         } else {
-            CpuSet {
-                words: Some((0..len).map(at).collect()),
-            }
+            CpuSet::from_fn(len, |i| f(a(i), b(i)))
         }
     }
 
@@ -246,11 +423,19 @@ impl CpuSet {
     }
 
     pub fn intersection(&self, other: &CpuSet) -> CpuSet {
-        self.zip_with(other, |a, b| a & b)
+        match (&self.repr, &other.repr) {
+            (Repr::Words(_), Repr::Words(_)) => self.zip_with(other, |a, b| a & b),
+            // An inline set on either side: its ids, looked up in the other.
+            (Repr::Words(_), _) => other.filter(|id| self.contains(id)),
+            _ => self.filter(|id| other.contains(id)),
+        }
     }
 
     pub fn difference(&self, other: &CpuSet) -> CpuSet {
-        self.zip_with(other, |a, b| a & !b)
+        match &self.repr {
+            Repr::Words(_) => self.zip_with(other, |a, b| a & !b),
+            _ => self.filter(|id| !other.contains(id)),
+        }
     }
 
     /// `self = self ∪ other`, in place when `self` is not shared and wide enough.
@@ -258,32 +443,42 @@ impl CpuSet {
         if other.is_subset(self) {
             return;
         }
-        let b = other.words();
-        if let Some(a) = self
-            .words
-            .as_mut()
-            .and_then(Arc::get_mut)
-            .filter(|a| a.len() >= b.len())
-        {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x |= y);
-            return;
+        let len = other.word_len();
+        if let Repr::Words(a) = &mut self.repr {
+            if let Some(a) = Arc::get_mut(a).filter(|a| a.len() >= len) {
+                match &other.repr {
+                    Repr::Words(b) => a.iter_mut().zip(b.iter()).for_each(|(x, y)| *x |= y),
+                    _ => {
+                        for id in other.iter() {
+                            if let Some(w) = a.get_mut(id / 64) {
+                                *w |= 1 << (id % 64);
+                            }
+                        }
+                    }
+                }
+                return;
+            }
         }
         *self = self.union(other);
     }
 
     pub fn is_subset(&self, other: &CpuSet) -> bool {
-        let b = other.words();
-        self.words()
-            .iter()
-            .enumerate()
-            .all(|(i, &x)| x & !word(b, i) == 0)
+        match (&self.repr, &other.repr) {
+            (Repr::Words(a), Repr::Words(b)) => {
+                a.iter().enumerate().all(|(i, &x)| x & !word(b, i) == 0)
+            }
+            // More than FEW ids are in no set of FEW or fewer.
+            (Repr::Words(_), _) => false,
+            _ => self.few().iter().all(|&id| other.contains(id as usize)),
+        }
     }
 
     pub fn intersects(&self, other: &CpuSet) -> bool {
-        self.words()
-            .iter()
-            .zip(other.words())
-            .any(|(x, y)| x & y != 0)
+        match (&self.repr, &other.repr) {
+            (Repr::Words(a), Repr::Words(b)) => a.iter().zip(b.iter()).any(|(x, y)| x & y != 0),
+            (Repr::Words(_), _) => other.few().iter().any(|&id| self.contains(id as usize)),
+            _ => self.few().iter().any(|&id| other.contains(id as usize)),
+        }
     }
 
     /// Parses a cpulist: `0-3,8,10-11`, also with `a-b:stride/group` as the kernel accepts.
@@ -533,8 +728,29 @@ fn split_hex(g: &str) -> String {
 
 impl FromIterator<usize> for CpuSet {
     fn from_iter<I: IntoIterator<Item = usize>>(iter: I) -> Self {
+        // The first FEW + 1 ids in a small array: a set of few ids (a core, a filtered core) is
+        // built without the words' buffer.
+        let mut iter = iter.into_iter();
+        let mut few = [0usize; FEW + 1];
+        let mut n = 0;
+        for (slot, id) in few.iter_mut().zip(iter.by_ref()) {
+            *slot = id;
+            n += 1;
+        }
+        if n <= FEW {
+            let ids = few.get_mut(..n).unwrap_or_default();
+            ids.sort_unstable();
+            let mut kept = 0;
+            for i in 0..ids.len() {
+                if i == 0 || ids.get(i) != ids.get(kept - 1) {
+                    ids.swap(kept, i);
+                    kept += 1;
+                }
+            }
+            return CpuSet::from_sorted(ids.get(..kept).unwrap_or_default());
+        }
         let mut b = Builder::new();
-        for id in iter {
+        for id in few.into_iter().chain(iter) {
             b.insert(id);
         }
         b.finish()
@@ -664,31 +880,65 @@ mod tests {
 
     #[test]
     fn shared_sets_are_copied_on_write() {
-        let a = l("0,2048");
+        let a = l("0-4,2048");
         let mut b = a.clone();
         b.insert(5);
         b.remove(2048);
-        assert_eq!((a.to_list(), b.to_list()), ("0,2048".into(), "0,5".into()));
+        assert_eq!(
+            (a.to_list(), b.to_list()),
+            ("0-4,2048".into(), "0-5".into())
+        );
         assert_eq!(b.words().len(), 1);
         let mut c = a.clone();
-        c.union_with(&l("1-3"));
+        c.union_with(&l("1-7"));
         assert_eq!(
             (a.to_list(), c.to_list()),
-            ("0,2048".into(), "0-3,2048".into())
+            ("0-4,2048".into(), "0-7,2048".into())
         );
         // Results equal to an operand share its words.
         let online = l("0-4095");
-        let core = a.intersection(&online);
-        assert_eq!(core.words().as_ptr(), a.words().as_ptr());
-        assert_eq!(online.union(&a).words().as_ptr(), online.words().as_ptr());
-        assert_eq!(a.difference(&l("1")).words().as_ptr(), a.words().as_ptr());
+        let ptr = |s: &CpuSet| s.words().as_ptr();
+        assert_eq!(ptr(&a.intersection(&online)), ptr(&a));
+        assert_eq!(ptr(&online.union(&a)), ptr(&online));
+        assert_eq!(ptr(&a.difference(&l("7"))), ptr(&a));
+        assert_eq!(ptr(&online.union(&l("5,2048"))), ptr(&online));
         let mut d = CpuSet::new();
         d.union_with(&a);
-        assert_eq!(d.words().as_ptr(), a.words().as_ptr());
+        assert_eq!(ptr(&d), ptr(&a));
         let mut e = l("0");
         e.remove(0);
         assert!(e.is_empty() && e.words().is_empty());
         assert_eq!(e, CpuSet::new());
+    }
+
+    /// Sets of up to FEW ids are kept inline, whatever made them, so equal sets compare equal.
+    #[test]
+    fn few_ids_are_inline_and_canonical() {
+        let core = l("7,2055");
+        assert!(matches!(core.repr, Repr::Few { n: 2, .. }));
+        assert_eq!(core.words().len(), 2055 / 64 + 1);
+        assert_eq!(core.intersection(&l("0-4095")), core);
+        let from_words = CpuSet::from_words(&core.words());
+        assert_eq!(from_words, core);
+        let mut wide = l("0-4");
+        assert!(matches!(wide.repr, Repr::Words(_)));
+        wide.remove(4);
+        assert!(matches!(wide.repr, Repr::Few { n: 4, .. }));
+        assert_eq!(wide, l("0-3"));
+        wide.insert(100);
+        assert!(matches!(wide.repr, Repr::Words(_)));
+        assert_eq!(wide.to_list(), "0-3,100");
+        assert_eq!(l("0-9").difference(&l("2-9")), l("0-1"));
+        assert!(matches!(
+            l("0-9").intersection(&l("8-20")).repr,
+            Repr::Few { n: 2, .. }
+        ));
+        assert_eq!(l("1,3").union(&l("2,4")), l("1-4"));
+        assert!(matches!(l("1,3").union(&l("2,4,5")).repr, Repr::Words(_)));
+        assert_eq!(CpuSet::range(5, 8), l("5-8"));
+        assert_eq!(CpuSet::single(131_072).to_mask().len(), 4097 * 9 - 1);
+        // A set that fits no u32 id stays correct (the words' path).
+        assert!(!l("3").contains(3 + (1 << 32)));
     }
 
     /// Every operation against a plain model of the set, over pseudo-random sets.
@@ -703,14 +953,16 @@ mod tests {
             (seed % n) as usize
         };
         let list = |m: &BTreeSet<usize>| m.iter().copied().collect::<CpuSet>();
-        for round in 0..300 {
+        for round in 0..600 {
             let span = [70, 300, 5000][round % 3] as u64;
+            // Half the rounds around the inline size (FEW ids), where sets change form.
+            let most = if round % 2 == 0 { 40 } else { 8 };
             let mut ma = BTreeSet::new();
             let mut mb = BTreeSet::new();
-            for _ in 0..next(40) {
+            for _ in 0..next(most) {
                 ma.insert(next(span));
             }
-            for _ in 0..next(40) {
+            for _ in 0..next(most) {
                 mb.insert(next(span));
             }
             let (a, b) = (list(&ma), list(&mb));
@@ -741,6 +993,22 @@ mod tests {
             assert!(d.is_subset(&set(md)));
             assert_eq!(d.words().last().map(|w| *w != 0), d.last().map(|_| true));
             assert_eq!([&a, &b].into_iter().collect::<CpuSet>(), a.union(&b));
+            // Every form of a set is the canonical one: from words, parsed, mask round trip.
+            assert_eq!(CpuSet::from_words(&a.words()), a);
+            assert_eq!(CpuSet::parse_mask(&a.to_mask()).unwrap(), a);
+            let mut e = a.clone();
+            for id in mb.iter() {
+                e.insert(*id);
+            }
+            assert_eq!(e, a.union(&b));
+            for id in ma.iter() {
+                e.remove(*id);
+            }
+            assert_eq!(e, b.difference(&a));
+            let mut f = a.clone();
+            f.union_with(&b);
+            f.union_with(&a);
+            assert_eq!(f, set(&ma | &mb));
         }
     }
 }

@@ -378,19 +378,13 @@ impl Index {
         for (i, g) in groups.iter().enumerate() {
             let i = u32::try_from(i).ok().filter(|&i| i != NONE)?;
             let mut lowest = usize::MAX;
-            // Word by word: a core's siblings lie far apart, with many empty words between.
-            for (w, &bits) in g.words().iter().enumerate() {
-                let mut bits = bits;
-                while bits != 0 {
-                    let cpu = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    let slot = of.get_mut(cpu)?;
-                    if *slot != NONE {
-                        return None;
-                    }
-                    *slot = i;
-                    lowest = lowest.min(cpu);
+            for cpu in g.iter() {
+                let slot = of.get_mut(cpu)?;
+                if *slot != NONE {
+                    return None;
                 }
+                *slot = i;
+                lowest = lowest.min(cpu);
             }
             first.push(lowest);
         }

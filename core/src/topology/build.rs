@@ -24,7 +24,7 @@ fn marked(bits: &[u64], cpu: usize) -> bool {
 /// The CPUs taken are one bitmap marked in place, and a group that overlaps none of them is the
 /// group's own (shared) set: nothing as wide as the machine is allocated per group.
 fn partition(online: &CpuSet, mut group_of: impl FnMut(usize) -> CpuSet) -> Vec<CpuSet> {
-    let mut taken = vec![0u64; online.words().len()];
+    let mut taken = vec![0u64; online.word_len()];
     let mut groups = Vec::new();
     for cpu in online.iter() {
         if marked(&taken, cpu) {
