@@ -45,14 +45,23 @@ fn partition(online: &CpuSet, mut group_of: impl FnMut(usize) -> CpuSet) -> Vec<
     groups
 }
 
+/// A table slot holding no index.
+const NONE: u32 = u32::MAX;
+
+/// The index in `table` at `i`, when there is one.
+fn lookup(table: &[u32], i: usize) -> Option<usize> {
+    table.get(i).filter(|&&v| v != NONE).map(|&v| v as usize)
+}
+
 /// CPU id (below `len`) → index of the group holding it, for disjoint groups (a partition of the
-/// online CPUs): one table instead of a search of the groups per CPU.
-fn group_index<'a>(len: usize, groups: impl Iterator<Item = &'a CpuSet>) -> Vec<Option<usize>> {
-    let mut of = vec![None; len];
+/// online CPUs): one table instead of a search of the groups per CPU (four bytes a CPU).
+fn group_index<'a>(len: usize, groups: impl Iterator<Item = &'a CpuSet>) -> Vec<u32> {
+    let mut of = vec![NONE; len];
     for (i, g) in groups.enumerate() {
+        let i = u32::try_from(i).unwrap_or(NONE);
         for cpu in g.iter() {
             if let Some(slot) = of.get_mut(cpu) {
-                *slot = Some(i);
+                *slot = i;
             }
         }
     }
@@ -76,22 +85,16 @@ impl Topology {
     /// Partial facts (`Facts::partial`) make a partial topology (`Topology::scope`).
     pub fn build(facts: &Facts) -> Topology {
         let online = &facts.online;
-        let mut index: Vec<Option<usize>> = Vec::new();
+        let mut index: Vec<u32> = Vec::new();
         for (i, c) in facts.cpus.iter().enumerate() {
             if index.len() <= c.id {
-                index.resize(c.id + 1, None);
+                index.resize(c.id + 1, NONE);
             }
-            if let Some(slot) = index.get_mut(c.id) {
-                slot.get_or_insert(i);
+            if let Some(slot) = index.get_mut(c.id).filter(|s| **s == NONE) {
+                *slot = u32::try_from(i).unwrap_or(NONE);
             }
         }
-        let by_id = |cpu: usize| {
-            index
-                .get(cpu)
-                .copied()
-                .flatten()
-                .and_then(|i| facts.cpus.get(i))
-        };
+        let by_id = |cpu: usize| lookup(&index, cpu).and_then(|i| facts.cpus.get(i));
         let mut by_package_id: Vec<(i64, CpuSet)> = Vec::new();
         for c in &facts.cpus {
             if let Some(id) = c.package_id.filter(|&p| p >= 0) {
@@ -145,7 +148,7 @@ impl Topology {
         }
         let len = online.last().map_or(0, |l| l + 1);
         let pkg_of = group_index(len, packages.iter().map(|p| &p.cpus));
-        let package_index = |cpu: usize| pkg_of.get(cpu).copied().flatten();
+        let package_index = |cpu: usize| lookup(&pkg_of, cpu);
         let want = facts.partial.as_ref();
 
         // Cores (none when a partial load did not read them: `narrow` would drop them).

@@ -205,14 +205,19 @@ impl Probe {
 /// The files `CpuReader::smt_everywhere` reads, and the most sibling files `infer_domain` reads
 /// per node.
 const PRECONDITION_FILES: usize = 3;
+/// `CpuReader::slots`: no record.
+const NO_REC: u32 = u32::MAX;
 const SAMPLES: usize = 3;
 
 /// Reads per-CPU facts once per group (see `read_facts_for`).
 struct CpuReader<'a> {
     fs: &'a Fs,
     online: &'a CpuSet,
-    /// By CPU id; None = nothing read or learnt about that CPU.
-    recs: Vec<Option<CpuFacts>>,
+    /// By CPU id: the index of its record in `recs`, `NO_REC` when nothing was read or learnt
+    /// about it. Records are made only as facts arrive (an inferred core's record is its lowest
+    /// CPU's), so a 4,096-CPU machine does not pay a hundred bytes per CPU up front.
+    slots: Vec<u32>,
+    recs: Vec<CpuFacts>,
     threads: Probe,
     package: Probe,
     shared: Probe,
@@ -229,7 +234,8 @@ impl<'a> CpuReader<'a> {
         CpuReader {
             fs,
             online,
-            recs: vec![None; len],
+            slots: vec![NO_REC; len],
+            recs: Vec::new(),
             threads: Probe::new(Probe::THREADS),
             package: Probe::new(Probe::PACKAGE),
             shared: Probe::new(Probe::SHARED),
@@ -239,11 +245,21 @@ impl<'a> CpuReader<'a> {
     }
 
     fn rec(&mut self, cpu: usize) -> Option<&mut CpuFacts> {
-        let slot = self.recs.get_mut(cpu)?;
-        Some(slot.get_or_insert_with(|| CpuFacts {
-            id: cpu,
-            ..CpuFacts::default()
-        }))
+        let slot = self.slots.get_mut(cpu)?;
+        if *slot == NO_REC {
+            *slot = u32::try_from(self.recs.len()).ok()?;
+            self.recs.push(CpuFacts {
+                id: cpu,
+                ..CpuFacts::default()
+            });
+        }
+        self.recs.get_mut(*slot as usize)
+    }
+
+    /// `cpu`'s record, when it has one.
+    fn get(&self, cpu: usize) -> Option<&CpuFacts> {
+        let slot = *self.slots.get(cpu)?;
+        self.recs.get(slot as usize)
     }
 
     /// `set` ∩ online, holding `cpu`.
@@ -277,15 +293,11 @@ impl<'a> CpuReader<'a> {
                 }
             }
         }
-        // Every CPU of the scope has a record, even one sysfs says nothing about.
-        for cpu in scope.iter() {
-            self.rec(cpu);
-        }
-        // In place (`filter_map` over the vector's own iterator reuses its buffer): the records
-        // are a hundred bytes per CPU, and a second vector of them was a tenth of a 4,096-CPU
-        // load's page faults.
-        #[allow(clippy::filter_map_identity)]
-        Ok(self.recs.into_iter().filter_map(|r| r).collect())
+        // A CPU without a record is one nothing was read or learnt about (or an inferred core's
+        // other threads, which its lowest CPU's record names): `Topology::build` treats both alike.
+        let mut recs = self.recs;
+        recs.sort_unstable_by_key(|r| r.id);
+        Ok(recs)
     }
 
     /// The thread siblings of every CPU of `scope` (and of the CPUs sharing a core with one):
@@ -372,11 +384,7 @@ impl<'a> CpuReader<'a> {
                 if done.contains(cpu) {
                     continue;
                 }
-                let pkg = self
-                    .recs
-                    .get(cpu)
-                    .and_then(|r| r.as_ref())
-                    .and_then(|r| r.package_siblings.as_ref());
+                let pkg = self.get(cpu).and_then(|r| r.package_siblings.as_ref());
                 let Some(pkg) = pkg else {
                     // Packages not read (or unknown): one domain.
                     domains = vec![self.online.clone()];
@@ -456,11 +464,12 @@ impl<'a> CpuReader<'a> {
         if self.compute_units != Some(false) || !self.within_packages(&tiles) {
             return Ok(known);
         }
+        // One record per core, its lowest CPU's: `Topology::build` asks a core's siblings of its
+        // lowest CPU only (the rest are taken by then), and the other threads learn nothing else
+        // here.
         for t in touched {
-            for cpu in t.iter() {
-                if let Some(r) = self.rec(cpu) {
-                    r.thread_siblings = Some(t.clone());
-                }
+            if let Some(r) = t.first().and_then(|cpu| self.rec(cpu)) {
+                r.thread_siblings = Some(t.clone());
             }
             known.union_with(t);
         }
@@ -476,11 +485,7 @@ impl<'a> CpuReader<'a> {
         known: &mut CpuSet,
     ) -> Result<Option<CpuSet>> {
         known.union_with(&self.read_core(cpu)?);
-        let sib = self
-            .recs
-            .get(cpu)
-            .and_then(|r| r.as_ref())
-            .and_then(|r| r.thread_siblings.clone());
+        let sib = self.get(cpu).and_then(|r| r.thread_siblings.clone());
         Ok(sib.filter(|s| s.contains(cpu) && s.is_subset(domain)))
     }
 
@@ -489,9 +494,7 @@ impl<'a> CpuReader<'a> {
     fn within_packages(&self, tiles: &[CpuSet]) -> bool {
         tiles.iter().all(|t| {
             t.iter().all(|cpu| {
-                self.recs
-                    .get(cpu)
-                    .and_then(|r| r.as_ref())
+                self.get(cpu)
                     .and_then(|r| r.package_siblings.as_ref())
                     .map_or(true, |p| t.is_subset(p))
             })
