@@ -128,13 +128,12 @@ impl Topology {
         let mut packages: Vec<Package> = pkg_sets
             .into_iter()
             .map(|cpus| {
-                let ids: Vec<Option<i64>> = cpus
-                    .iter()
-                    .map(|c| by_id(c).and_then(|f| f.package_id))
-                    .collect();
-                let os_id = match ids.first() {
-                    Some(Some(id)) if *id >= 0 && ids.iter().all(|i| *i == Some(*id)) => Some(*id),
-                    _ => None,
+                let os_id = {
+                    let mut ids = cpus.iter().map(|c| by_id(c).and_then(|f| f.package_id));
+                    match ids.next() {
+                        Some(Some(id)) if id >= 0 && ids.all(|i| i == Some(id)) => Some(id),
+                        _ => None,
+                    }
                 };
                 Package { os_id, cpus }
             })
