@@ -164,10 +164,16 @@ fn entry_names(entry: &str, own: &CStr, own_id: Option<(u64, u64)>) -> bool {
 
 /// Whether a preload list (`LD_PRELOAD`'s spaces and colons, or ld.so.preload's lines) names `own`.
 pub fn list_names(list: &str, own: &CStr) -> bool {
+    let entries = || {
+        list.split(|c: char| c == ':' || c.is_whitespace())
+            .filter(|e| !e.is_empty())
+    };
+    // The loader records a preloaded path as written: the usual match needs no stat.
+    if entries().any(|e| e.as_bytes() == own.to_bytes()) {
+        return true;
+    }
     let own_id = file_id(own);
-    list.split(|c: char| c == ':' || c.is_whitespace())
-        .filter(|e| !e.is_empty())
-        .any(|e| entry_names(e, own, own_id))
+    entries().any(|e| entry_names(e, own, own_id))
 }
 
 /// Whether this copy was preloaded (the only way it binds at load).

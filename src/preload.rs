@@ -130,6 +130,11 @@ pub fn on_load() {
                     }
                 }
             }
+            // Nothing to print: no report to compare (formatting it is a visible part of a
+            // plan handed down).
+            if !req.verbose && outcome.warnings.is_empty() {
+                return;
+            }
             // Once per binding: a child whose binding (and verbosity) equals what its parent already
             // reported stays quiet; a new binding or another rank prints.
             let report = reported_key(&outcome, &req);

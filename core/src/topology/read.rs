@@ -240,8 +240,9 @@ impl<'a> CpuReader<'a> {
             fs,
             online,
             slots: vec![NO_REC; len],
-            // About one record per core: one growth at most where threads pair up.
-            recs: Vec::with_capacity(online.len() / 2 + 1),
+            // Room for one record per CPU, so the vector never moves: its untouched part costs
+            // address space, not pages (a growth by doubling touched both copies).
+            recs: Vec::with_capacity(len),
             threads: Probe::new(Probe::THREADS),
             package: Probe::new(Probe::PACKAGE),
             shared: Probe::new(Probe::SHARED),
