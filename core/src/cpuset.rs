@@ -259,6 +259,10 @@ impl CpuSet {
                 }
             }
         }
+        if n == self.few().len() {
+            // All kept (a core within the online CPUs): the set itself.
+            return self.clone();
+        }
         CpuSet::from_sorted(out.get(..n).unwrap_or(&[]))
     }
 

@@ -113,18 +113,31 @@ impl Topology {
                 .find(|(p, _)| *p == id)
                 .map(|(_, s)| s.clone())
         };
-        let unknown_pkg: CpuSet = online
-            .iter()
-            .filter(|&c| {
-                by_id(c).map_or(true, |f| f.package_siblings.is_none()) && by_pkg_id(c).is_none()
+        // Nothing read about packages (a plan that does not need them): one package of every
+        // online CPU, as the general case below finds, without its passes over every CPU.
+        let no_package_facts =
+            by_package_id.is_empty() && facts.cpus.iter().all(|c| c.package_siblings.is_none());
+        let pkg_sets = if no_package_facts {
+            if online.is_empty() {
+                Vec::new()
+            } else {
+                vec![online.clone()]
+            }
+        } else {
+            let unknown_pkg: CpuSet = online
+                .iter()
+                .filter(|&c| {
+                    by_id(c).map_or(true, |f| f.package_siblings.is_none())
+                        && by_pkg_id(c).is_none()
+                })
+                .collect();
+            partition(online, |cpu| {
+                by_id(cpu)
+                    .and_then(|f| own_group(&f.package_siblings, online, cpu))
+                    .or_else(|| by_pkg_id(cpu))
+                    .unwrap_or_else(|| unknown_pkg.clone())
             })
-            .collect();
-        let pkg_sets = partition(online, |cpu| {
-            by_id(cpu)
-                .and_then(|f| own_group(&f.package_siblings, online, cpu))
-                .or_else(|| by_pkg_id(cpu))
-                .unwrap_or_else(|| unknown_pkg.clone())
-        });
+        };
         let mut packages: Vec<Package> = pkg_sets
             .into_iter()
             .map(|cpus| {
@@ -146,8 +159,20 @@ impl Topology {
             }
         }
         let len = online.last().map_or(0, |l| l + 1);
-        let pkg_of = group_index(len, packages.iter().map(|p| &p.cpus));
-        let package_index = |cpu: usize| lookup(&pkg_of, cpu);
+        // One package holding every online CPU (machines without package facts): no table.
+        let whole = packages.len() == 1 && packages.first().is_some_and(|p| p.cpus == *online);
+        let pkg_of = if whole {
+            Vec::new()
+        } else {
+            group_index(len, packages.iter().map(|p| &p.cpus))
+        };
+        let package_index = |cpu: usize| {
+            if whole {
+                online.contains(cpu).then_some(0)
+            } else {
+                lookup(&pkg_of, cpu)
+            }
+        };
         let want = facts.partial.as_ref();
 
         // Cores (none when a partial load did not read them: `narrow` would drop them).
@@ -164,7 +189,12 @@ impl Topology {
                 let Some(sib) = own_group(&f.thread_siblings, online, cpu) else {
                     return CpuSet::single(cpu);
                 };
-                let sib = sib.intersection(&pkg.cpus);
+                // Within the package (already so when it is every online CPU).
+                let sib = if whole {
+                    sib
+                } else {
+                    sib.intersection(&pkg.cpus)
+                };
                 // AMD compute units: siblings with another core_id are cores of their own.
                 let other_core = |s: usize| {
                     by_id(s)

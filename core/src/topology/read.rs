@@ -229,6 +229,8 @@ struct CpuReader<'a> {
     /// None until the first core with several siblings was seen; then whether `core_id`s differ
     /// within a core (compute units).
     compute_units: Option<bool>,
+    /// Some CPU's package siblings were read (`within_packages` has something to check).
+    packages_read: bool,
     /// Cache index names of a CPU → the index holding its highest data/unified cache.
     layouts: Vec<(Vec<String>, Option<String>)>,
 }
@@ -247,6 +249,7 @@ impl<'a> CpuReader<'a> {
             package: Probe::new(Probe::PACKAGE),
             shared: Probe::new(Probe::SHARED),
             compute_units: None,
+            packages_read: false,
             layouts: Vec::new(),
         }
     }
@@ -472,11 +475,19 @@ impl<'a> CpuReader<'a> {
         // One record per core, its lowest CPU's: `Topology::build` asks a core's siblings of its
         // lowest CPU only (the rest are taken by then), and the other threads learn nothing else
         // here.
-        for t in touched {
+        let every_tile = touched.len() == tiles.len();
+        for t in &touched {
             if let Some(r) = t.first().and_then(|cpu| self.rec(cpu)) {
-                r.thread_siblings = Some(t.clone());
+                r.thread_siblings = Some((*t).clone());
             }
-            known.union_with(t);
+        }
+        if every_tile {
+            // The tiles cover the domain exactly.
+            known.union_with(domain);
+        } else {
+            for t in touched {
+                known.union_with(t);
+            }
         }
         Ok(known)
     }
@@ -497,6 +508,9 @@ impl<'a> CpuReader<'a> {
     /// Every tile lies within the package siblings its CPUs were given (when packages were read;
     /// a CPU without them says nothing).
     fn within_packages(&self, tiles: &[CpuSet]) -> bool {
+        if !self.packages_read {
+            return true;
+        }
         tiles.iter().all(|t| {
             t.iter().all(|cpu| {
                 self.get(cpu)
@@ -510,6 +524,7 @@ impl<'a> CpuReader<'a> {
     fn read_package(&mut self, cpu: usize) -> Result<CpuSet> {
         let t = format!("{CPU_DIR}/cpu{cpu}/topology");
         let sib = self.package.read(self.fs, &t)?;
+        self.packages_read |= sib.is_some();
         let id = self.fs.read_i64(&format!("{t}/physical_package_id"))?;
         let g = match &sib {
             Some(s) => self.group(s, cpu),
