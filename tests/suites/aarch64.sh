@@ -52,8 +52,10 @@ skips=(
     threads_from_an_earlier_constructor_are_bound children_get_their_own_rank_binding
     # qemu 7.2 does not emulate set_mempolicy (ENOSYS, where the test expects the kernel's EINVAL).
     a_refused_memory_policy
-    # fork of a process with threads being created deadlocks inside qemu-user itself.
-    fork_while_threads_are_created_does_not_deadlock
+    # fork of a process with threads being created deadlocks inside qemu-user itself; so does a fork
+    # while another thread is inside a call (2 of 12 runs of the build before and after this was
+    # added alike, the child stuck on a futex in qemu, deaf to its alarm). The native suite runs both.
+    fork_while_threads_are_created_does_not_deadlock fork_during_a_call_never_hangs_the_child
     # 1,000 short threads: qemu lists exited threads in /proc/self/task for a while.
     concurrent_calls_during_a_thread_storm
 )
