@@ -23,7 +23,16 @@ fn marked(bits: &[u64], cpu: usize) -> bool {
 /// already taken (as hwloc does, so inconsistent sibling masks cannot make overlapping groups).
 /// The CPUs taken are one bitmap marked in place, and a group that overlaps none of them is the
 /// group's own (shared) set: nothing as wide as the machine is allocated per group.
-fn partition(online: &CpuSet, mut group_of: impl FnMut(usize) -> CpuSet) -> Vec<CpuSet> {
+fn partition(online: &CpuSet, group_of: impl FnMut(usize) -> CpuSet) -> Vec<CpuSet> {
+    partition_into(online, group_of, |g| g)
+}
+
+/// `partition`, each group made into a `T` as it is found (no vector of sets on the way).
+fn partition_into<T>(
+    online: &CpuSet,
+    mut group_of: impl FnMut(usize) -> CpuSet,
+    mut make: impl FnMut(CpuSet) -> T,
+) -> Vec<T> {
     let mut taken = vec![0u64; online.word_len()];
     let mut groups = Vec::new();
     for cpu in online.iter() {
@@ -40,7 +49,7 @@ fn partition(online: &CpuSet, mut group_of: impl FnMut(usize) -> CpuSet) -> Vec<
                 *w |= 1 << (c % 64);
             }
         }
-        groups.push(g);
+        groups.push(make(g));
     }
     groups
 }
@@ -176,45 +185,55 @@ impl Topology {
         let want = facts.partial.as_ref();
 
         // Cores (none when a partial load did not read them: `narrow` would drop them).
-        let core_sets = if want.is_some_and(|w| !w.cores) {
+        let cores = if want.is_some_and(|w| !w.cores) {
             Vec::new()
         } else {
-            partition(online, |cpu| {
-                let Some(pkg) = package_index(cpu).and_then(|i| packages.get(i)) else {
-                    return CpuSet::single(cpu);
-                };
-                let Some(f) = by_id(cpu) else {
-                    return CpuSet::single(cpu);
-                };
-                let Some(sib) = own_group(&f.thread_siblings, online, cpu) else {
-                    return CpuSet::single(cpu);
-                };
-                // Within the package (already so when it is every online CPU).
-                let sib = if whole {
-                    sib
-                } else {
-                    sib.intersection(&pkg.cpus)
-                };
-                // AMD compute units: siblings with another core_id are cores of their own.
-                let other_core = |s: usize| {
-                    by_id(s)
-                        .and_then(|g| g.core_id)
-                        .is_some_and(|c| Some(c) != f.core_id)
-                };
-                if f.core_id.is_some() && sib.iter().any(other_core) {
-                    sib.iter().filter(|&s| !other_core(s)).collect()
-                } else {
-                    sib
-                }
-            })
+            // CPU → the core the reader inferred for it (`Facts::cores`).
+            let inferred = if facts.cores.is_empty() {
+                Vec::new()
+            } else {
+                group_index(len, facts.cores.iter())
+            };
+            partition_into(
+                online,
+                |cpu| {
+                    let Some(pkg) = package_index(cpu).and_then(|i| packages.get(i)) else {
+                        return CpuSet::single(cpu);
+                    };
+                    let f = by_id(cpu);
+                    // The siblings a file gave, else the core inferred.
+                    let siblings = f
+                        .and_then(|f| f.thread_siblings.as_ref())
+                        .or_else(|| lookup(&inferred, cpu).and_then(|i| facts.cores.get(i)))
+                        .cloned();
+                    let Some(sib) = own_group(&siblings, online, cpu) else {
+                        return CpuSet::single(cpu);
+                    };
+                    let core_id = f.and_then(|f| f.core_id);
+                    // Within the package (already so when it is every online CPU).
+                    let sib = if whole {
+                        sib
+                    } else {
+                        sib.intersection(&pkg.cpus)
+                    };
+                    // AMD compute units: siblings with another core_id are cores of their own.
+                    let other_core = |s: usize| {
+                        by_id(s)
+                            .and_then(|g| g.core_id)
+                            .is_some_and(|c| Some(c) != core_id)
+                    };
+                    if core_id.is_some() && sib.iter().any(other_core) {
+                        sib.iter().filter(|&s| !other_core(s)).collect()
+                    } else {
+                        sib
+                    }
+                },
+                |cpus| Core {
+                    package: cpus.first().and_then(package_index).unwrap_or(0),
+                    cpus,
+                },
+            )
         };
-        let cores = core_sets
-            .into_iter()
-            .map(|cpus| Core {
-                package: cpus.first().and_then(package_index).unwrap_or(0),
-                cpus,
-            })
-            .collect();
 
         // Core complexes (none when a partial load did not read them).
         let complexes = if want.is_some_and(|w| !w.complexes) {

@@ -100,11 +100,12 @@ impl Topology {
             distances,
             ..want(&base, warnings)?
         };
-        let cpus = read_cpu_facts_in(fs, &base.online, &base.nodes, &want)?;
+        let (cpus, cores) = read_cpu_facts_in(fs, &base.online, &base.nodes, &want)?;
         let facts = Facts {
             partial: (!want.is_everything()).then_some(want),
             online: base.online,
             cpus,
+            cores,
             nodes: base.nodes,
         };
         let mut topology = Topology::build(&facts);

@@ -38,8 +38,12 @@ pub struct NodeFacts {
 pub struct Facts {
     pub online: CpuSet,
     /// One per CPU read or learnt, in the order learnt (a CPU without a record is treated as
-    /// knowing nothing; an inferred core's record is its lowest CPU's).
+    /// knowing nothing).
     pub cpus: Vec<CpuFacts>,
+    /// Cores the reader inferred rather than read (`Want::infer_cores`), each whole: the thread
+    /// siblings of their CPUs that have no `thread_siblings` of their own. A set per core, not a
+    /// hundred-byte record per CPU.
+    pub cores: Vec<CpuSet>,
     /// Sorted by id; empty when the machine has no `sys/devices/system/node`.
     pub nodes: Vec<NodeFacts>,
     /// None: every fact of every online CPU was read. Some: only what this asked for (CPUs without
@@ -116,7 +120,7 @@ pub fn read_facts(fs: &Fs) -> Result<Facts> {
 pub fn read_facts_for(fs: &Fs, want: &Want) -> Result<Facts> {
     let online = read_online(fs)?;
     let nodes = read_nodes(fs, want.distances)?;
-    let cpus = read_cpu_facts_in(fs, &online, &nodes, want)?;
+    let (cpus, cores) = read_cpu_facts_in(fs, &online, &nodes, want)?;
     Ok(Facts {
         partial: if want.is_everything() {
             None
@@ -125,28 +129,44 @@ pub fn read_facts_for(fs: &Fs, want: &Want) -> Result<Facts> {
         },
         online,
         cpus,
+        cores,
         nodes,
     })
 }
 
 /// The per-CPU facts `want` asks for (see `read_facts_for`), one record per CPU read or learnt.
 /// Without the NUMA nodes, thread siblings are inferred per package (when read) or machine-wide.
+/// An inferred core's siblings are given to each of its CPUs here, as a read would.
 pub fn read_cpu_facts(fs: &Fs, online: &CpuSet, want: &Want) -> Result<Vec<CpuFacts>> {
-    let mut cpus = read_cpu_facts_in(fs, online, &[], want)?;
+    let (mut cpus, cores) = read_cpu_facts_in(fs, online, &[], want)?;
+    for core in cores {
+        for id in core.iter() {
+            match cpus.iter_mut().find(|r| r.id == id) {
+                Some(r) => {
+                    r.thread_siblings.get_or_insert_with(|| core.clone());
+                }
+                None => cpus.push(CpuFacts {
+                    id,
+                    thread_siblings: Some(core.clone()),
+                    ..CpuFacts::default()
+                }),
+            }
+        }
+    }
     cpus.sort_unstable_by_key(|r| r.id);
     Ok(cpus)
 }
 
 /// `read_cpu_facts` given the NUMA nodes (as `read_nodes` read them): thread siblings are inferred
-/// per node (see `CpuReader::infer_domain`). The records are in the order learnt, not by id
-/// (`Topology::build` indexes them): sorting two thousand of them was a visible part of a
-/// 4,096-CPU load.
+/// per node (see `CpuReader::infer_domain`) and returned as cores beside the records
+/// (`Facts::cores`). The records are in the order learnt, not by id (`Topology::build` indexes
+/// them): sorting two thousand of them was a visible part of a 4,096-CPU load.
 pub fn read_cpu_facts_in(
     fs: &Fs,
     online: &CpuSet,
     nodes: &[NodeFacts],
     want: &Want,
-) -> Result<Vec<CpuFacts>> {
+) -> Result<(Vec<CpuFacts>, Vec<CpuSet>)> {
     CpuReader::new(fs, online).read(want, nodes)
 }
 
@@ -223,6 +243,8 @@ struct CpuReader<'a> {
     /// CPU's), so a 4,096-CPU machine does not pay a hundred bytes per CPU up front.
     slots: Vec<u32>,
     recs: Vec<CpuFacts>,
+    /// Cores inferred, not read (`Facts::cores`).
+    cores: Vec<CpuSet>,
     threads: Probe,
     package: Probe,
     shared: Probe,
@@ -245,6 +267,7 @@ impl<'a> CpuReader<'a> {
             // Room for one record per CPU, so the vector never moves: its untouched part costs
             // address space, not pages (a growth by doubling touched both copies).
             recs: Vec::with_capacity(len),
+            cores: Vec::new(),
             threads: Probe::new(Probe::THREADS),
             package: Probe::new(Probe::PACKAGE),
             shared: Probe::new(Probe::SHARED),
@@ -279,7 +302,7 @@ impl<'a> CpuReader<'a> {
         g
     }
 
-    fn read(mut self, want: &Want, nodes: &[NodeFacts]) -> Result<Vec<CpuFacts>> {
+    fn read(mut self, want: &Want, nodes: &[NodeFacts]) -> Result<(Vec<CpuFacts>, Vec<CpuSet>)> {
         let scope = match &want.scope {
             Some(s) => s.intersection(self.online),
             None => self.online.clone(),
@@ -303,9 +326,9 @@ impl<'a> CpuReader<'a> {
                 }
             }
         }
-        // A CPU without a record is one nothing was read or learnt about (or an inferred core's
-        // other threads, which its lowest CPU's record names): `Topology::build` treats both alike.
-        Ok(self.recs)
+        // A CPU without a record is one nothing was read or learnt about, or one of an inferred
+        // core (`cores` names it).
+        Ok((self.recs, self.cores))
     }
 
     /// The thread siblings of every CPU of `scope` (and of the CPUs sharing a core with one):
@@ -472,15 +495,9 @@ impl<'a> CpuReader<'a> {
         if self.compute_units != Some(false) || !self.within_packages(&tiles) {
             return Ok(known);
         }
-        // One record per core, its lowest CPU's: `Topology::build` asks a core's siblings of its
-        // lowest CPU only (the rest are taken by then), and the other threads learn nothing else
-        // here.
+        // A set per core, no record per CPU: the threads learn nothing else here.
         let every_tile = touched.len() == tiles.len();
-        for t in &touched {
-            if let Some(r) = t.first().and_then(|cpu| self.rec(cpu)) {
-                r.thread_siblings = Some((*t).clone());
-            }
-        }
+        self.cores.extend(touched.iter().map(|t| (*t).clone()));
         if every_tile {
             // The tiles cover the domain exactly.
             known.union_with(domain);

@@ -27,6 +27,7 @@ pub fn read_facts_every_cpu(fs: &Fs) -> Result<Facts> {
     Ok(Facts {
         online,
         cpus,
+        cores: Vec::new(),
         nodes,
         partial: None,
     })
