@@ -730,6 +730,51 @@ fn split_hex(g: &str) -> String {
         .join(",")
 }
 
+/// Id (a CPU) → index: the lookup table the reader, the topology build and the planner keep
+/// instead of searching their records or groups per CPU. Four bytes an id.
+#[derive(Clone, Debug, Default)]
+pub struct IdTable(Vec<u32>);
+
+impl IdTable {
+    const NONE: u32 = u32::MAX;
+
+    /// Ids below `len`, none set.
+    pub fn new(len: usize) -> IdTable {
+        IdTable(vec![Self::NONE; len])
+    }
+
+    /// Each id below `len` of `groups[i]` → i (a later group wins an id two share).
+    pub fn of_groups<'a>(len: usize, groups: impl Iterator<Item = &'a CpuSet>) -> IdTable {
+        let mut t = IdTable::new(len);
+        for (i, g) in groups.enumerate() {
+            let i = u32::try_from(i).unwrap_or(Self::NONE);
+            for id in g.iter() {
+                if let Some(slot) = t.0.get_mut(id) {
+                    *slot = i;
+                }
+            }
+        }
+        t
+    }
+
+    pub fn get(&self, id: usize) -> Option<usize> {
+        self.0
+            .get(id)
+            .filter(|&&v| v != Self::NONE)
+            .map(|&v| v as usize)
+    }
+
+    /// `id`'s index, set to `index` first when it has none. None when `id` is past the table or
+    /// `index` does not fit.
+    pub fn get_or_set(&mut self, id: usize, index: usize) -> Option<usize> {
+        let slot = self.0.get_mut(id)?;
+        if *slot == Self::NONE {
+            *slot = u32::try_from(index).ok().filter(|&v| v != Self::NONE)?;
+        }
+        Some(*slot as usize)
+    }
+}
+
 impl FromIterator<usize> for CpuSet {
     fn from_iter<I: IntoIterator<Item = usize>>(iter: I) -> Self {
         // The first FEW + 1 ids in a small array: a set of few ids (a core, a filtered core) is

@@ -5,6 +5,8 @@
 use gpuaff_core::plan::{Cores, Mode, PlanOptions};
 use gpuaff_core::session::{plan_for_process, plan_process};
 use gpuaff_core::{gpu, AllowedFrom, CpuSet, DeviceOrder, Machine, Request, Source};
+#[path = "support/catalog.rs"]
+mod catalog;
 use std::path::Path;
 
 fn request(root: &Path, cvd: Option<&str>) -> Request {
@@ -74,12 +76,8 @@ fn check(
 #[test]
 fn every_catalog_machine_mode_and_rank() {
     let mut total = 0;
-    for spec in gpuaff_fixtures::catalog() {
-        if spec.name == "big-4096" {
-            continue;
-        }
-        let root = gpuaff_fixtures::cached(&spec).expect("fixture written");
-        total += check(&spec.name, &root, None, &AllowedFrom::Snapshot, &[None]);
+    for (name, root) in catalog::trees() {
+        total += check(&name, &root, None, &AllowedFrom::Snapshot, &[None]);
     }
     assert!(total > 1000, "only {total} plans compared");
 }
@@ -149,11 +147,7 @@ fn files_read_table() {
         "\n{:<22} {:>6} {:>6} {:>6}",
         "machine", "cpus", "full", "scoped"
     );
-    for spec in gpuaff_fixtures::catalog() {
-        if spec.name == "big-4096" {
-            continue;
-        }
-        let root = gpuaff_fixtures::cached(&spec).expect("fixture written");
+    for (name, root) in catalog::trees() {
         let req = Request {
             rank: Some(0),
             ..request(&root, None)
@@ -162,7 +156,7 @@ fn files_read_table() {
         let o = plan_for_process(&req, AllowedFrom::Snapshot).expect("plan");
         eprintln!(
             "{:<22} {:>6} {:>6} {:>6}{}",
-            spec.name,
+            name,
             full.topology.online.len(),
             full.files_read,
             o.files_read,
@@ -175,7 +169,7 @@ fn files_read_table() {
         assert!(
             o.files_read <= full.files_read + 1 || o.full_load,
             "{}",
-            spec.name
+            name
         );
     }
 }

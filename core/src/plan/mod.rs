@@ -13,7 +13,7 @@ mod torch;
 
 pub use mode::{need, need_for, Cores, Family, Mode, Need, NeedScope};
 
-use crate::cpuset::CpuSet;
+use crate::cpuset::{CpuSet, IdTable};
 use crate::error::Error;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
@@ -355,12 +355,9 @@ struct NvidiaHome {
     cores: Rc<Vec<CpuSet>>,
 }
 
-/// Marks a CPU in no core (or complex) in the indexes.
-const NONE: u32 = u32::MAX;
-
 /// CPU id → index of the one group (core or complex) holding it, when the groups are disjoint.
 struct Index {
-    of: Vec<u32>,
+    of: IdTable,
     /// Per group: its lowest CPU (the sort key of disjoint cores).
     first: Vec<usize>,
 }
@@ -373,17 +370,15 @@ impl Index {
             .filter_map(|g| g.last())
             .max()
             .map_or(0, |l| l + 1);
-        let mut of = vec![NONE; len];
+        let mut of = IdTable::new(len);
         let mut first = Vec::with_capacity(groups.len());
         for (i, g) in groups.iter().enumerate() {
-            let i = u32::try_from(i).ok().filter(|&i| i != NONE)?;
             let mut lowest = usize::MAX;
             for cpu in g.iter() {
-                let slot = of.get_mut(cpu)?;
-                if *slot != NONE {
+                // Another group's already: shared CPUs.
+                if of.get_or_set(cpu, i)? != i {
                     return None;
                 }
-                *slot = i;
                 lowest = lowest.min(cpu);
             }
             first.push(lowest);
@@ -392,11 +387,7 @@ impl Index {
     }
 
     fn group(&self, cpu: usize) -> Option<usize> {
-        self.of
-            .get(cpu)
-            .copied()
-            .filter(|&g| g != NONE)
-            .map(|g| g as usize)
+        self.of.get(cpu)
     }
 }
 
@@ -737,18 +728,20 @@ impl<'a> Ctx<'a> {
         let mut groups = match self.complex_index() {
             Some(index) => {
                 let mut parts: Vec<(usize, CpuSet)> = Vec::new();
-                let mut slot = vec![NONE; index.first.len()];
+                // Complex → its part in `parts`.
+                let mut slot = IdTable::new(index.first.len());
                 let mut rest = CpuSet::new();
                 for cpu in set.iter() {
-                    match index.group(cpu).and_then(|c| Some((c, slot.get_mut(c)?))) {
-                        Some((_, s)) if *s != NONE => {
-                            if let Some(p) = parts.get_mut(*s as usize) {
-                                p.1.insert(cpu);
+                    let Some(c) = index.group(cpu) else {
+                        rest.insert(cpu);
+                        continue;
+                    };
+                    match slot.get_or_set(c, parts.len()) {
+                        Some(p) if p == parts.len() => parts.push((c, CpuSet::single(cpu))),
+                        Some(p) => {
+                            if let Some(part) = parts.get_mut(p) {
+                                part.1.insert(cpu);
                             }
-                        }
-                        Some((c, s)) => {
-                            *s = u32::try_from(parts.len()).unwrap_or(NONE);
-                            parts.push((c, CpuSet::single(cpu)));
                         }
                         None => rest.insert(cpu),
                     }

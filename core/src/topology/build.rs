@@ -2,7 +2,7 @@
 
 use super::read::{Facts, Want};
 use super::{Core, Node, Package, Topology};
-use crate::cpuset::CpuSet;
+use crate::cpuset::{CpuSet, IdTable};
 
 /// `set` ∩ `online`, always holding `cpu` itself (a CPU is its own sibling even when the file forgets it).
 /// Shares `set`'s words when it already is that (the usual case).
@@ -54,29 +54,6 @@ fn partition_into<T>(
     groups
 }
 
-/// A table slot holding no index.
-const NONE: u32 = u32::MAX;
-
-/// The index in `table` at `i`, when there is one.
-fn lookup(table: &[u32], i: usize) -> Option<usize> {
-    table.get(i).filter(|&&v| v != NONE).map(|&v| v as usize)
-}
-
-/// CPU id (below `len`) → index of the group holding it, for disjoint groups (a partition of the
-/// online CPUs): one table instead of a search of the groups per CPU (four bytes a CPU).
-fn group_index<'a>(len: usize, groups: impl Iterator<Item = &'a CpuSet>) -> Vec<u32> {
-    let mut of = vec![NONE; len];
-    for (i, g) in groups.enumerate() {
-        let i = u32::try_from(i).unwrap_or(NONE);
-        for cpu in g.iter() {
-            if let Some(slot) = of.get_mut(cpu) {
-                *slot = i;
-            }
-        }
-    }
-    of
-}
-
 impl Topology {
     /// Builds the topology from raw facts; `allowed` is set to every online CPU.
     ///
@@ -94,16 +71,11 @@ impl Topology {
     /// Partial facts (`Facts::partial`) make a partial topology (`Topology::scope`).
     pub fn build(facts: &Facts) -> Topology {
         let online = &facts.online;
-        let mut index: Vec<u32> = Vec::new();
+        let mut index = IdTable::new(facts.cpus.iter().map(|c| c.id + 1).max().unwrap_or(0));
         for (i, c) in facts.cpus.iter().enumerate() {
-            if index.len() <= c.id {
-                index.resize(c.id + 1, NONE);
-            }
-            if let Some(slot) = index.get_mut(c.id).filter(|s| **s == NONE) {
-                *slot = u32::try_from(i).unwrap_or(NONE);
-            }
+            index.get_or_set(c.id, i);
         }
-        let by_id = |cpu: usize| lookup(&index, cpu).and_then(|i| facts.cpus.get(i));
+        let by_id = |cpu: usize| index.get(cpu).and_then(|i| facts.cpus.get(i));
         let mut by_package_id: Vec<(i64, CpuSet)> = Vec::new();
         for c in &facts.cpus {
             if let Some(id) = c.package_id.filter(|&p| p >= 0) {
@@ -171,15 +143,15 @@ impl Topology {
         // One package holding every online CPU (machines without package facts): no table.
         let whole = packages.len() == 1 && packages.first().is_some_and(|p| p.cpus == *online);
         let pkg_of = if whole {
-            Vec::new()
+            IdTable::default()
         } else {
-            group_index(len, packages.iter().map(|p| &p.cpus))
+            IdTable::of_groups(len, packages.iter().map(|p| &p.cpus))
         };
         let package_index = |cpu: usize| {
             if whole {
                 online.contains(cpu).then_some(0)
             } else {
-                lookup(&pkg_of, cpu)
+                pkg_of.get(cpu)
             }
         };
         let want = facts.partial.as_ref();
@@ -189,11 +161,10 @@ impl Topology {
             Vec::new()
         } else {
             // CPU → the core the reader inferred for it (`Facts::cores`).
-            let inferred = if facts.cores.is_empty() {
-                Vec::new()
-            } else {
-                group_index(len, facts.cores.iter())
-            };
+            let inferred = IdTable::of_groups(
+                if facts.cores.is_empty() { 0 } else { len },
+                facts.cores.iter(),
+            );
             partition_into(
                 online,
                 |cpu| {
@@ -204,7 +175,7 @@ impl Topology {
                     // The siblings a file gave, else the core inferred.
                     let siblings = f
                         .and_then(|f| f.thread_siblings.as_ref())
-                        .or_else(|| lookup(&inferred, cpu).and_then(|i| facts.cores.get(i)))
+                        .or_else(|| inferred.get(cpu).and_then(|i| facts.cores.get(i)))
                         .cloned();
                     let Some(sib) = own_group(&siblings, online, cpu) else {
                         return CpuSet::single(cpu);

@@ -1,7 +1,7 @@
 //! Reading the CPU and NUMA facts from sysfs, defensively: every file may be missing, in list or
 //! mask form, or odd; a fact shared by a group of CPUs is read once for the group.
 
-use crate::cpuset::CpuSet;
+use crate::cpuset::{CpuSet, IdTable};
 use crate::error::{Error, Result};
 use crate::sysfs::Fs;
 
@@ -139,9 +139,13 @@ pub fn read_facts_for(fs: &Fs, want: &Want) -> Result<Facts> {
 /// An inferred core's siblings are given to each of its CPUs here, as a read would.
 pub fn read_cpu_facts(fs: &Fs, online: &CpuSet, want: &Want) -> Result<Vec<CpuFacts>> {
     let (mut cpus, cores) = read_cpu_facts_in(fs, online, &[], want)?;
+    let mut at = IdTable::new(online.last().map_or(0, |l| l + 1));
+    for (i, r) in cpus.iter().enumerate() {
+        at.get_or_set(r.id, i);
+    }
     for core in cores {
         for id in core.iter() {
-            match cpus.iter_mut().find(|r| r.id == id) {
+            match at.get(id).and_then(|i| cpus.get_mut(i)) {
                 Some(r) => {
                     r.thread_siblings.get_or_insert_with(|| core.clone());
                 }
@@ -230,18 +234,16 @@ impl Probe {
 /// The files `CpuReader::smt_everywhere` reads, and the most sibling files `infer_domain` reads
 /// per node.
 const PRECONDITION_FILES: usize = 3;
-/// `CpuReader::slots`: no record.
-const NO_REC: u32 = u32::MAX;
 const SAMPLES: usize = 3;
 
 /// Reads per-CPU facts once per group (see `read_facts_for`).
 struct CpuReader<'a> {
     fs: &'a Fs,
     online: &'a CpuSet,
-    /// By CPU id: the index of its record in `recs`, `NO_REC` when nothing was read or learnt
-    /// about it. Records are made only as facts arrive (an inferred core's record is its lowest
+    /// By CPU id: the index of its record in `recs`, none when nothing was read or learnt about
+    /// it. Records are made only as facts arrive (an inferred core's record is its lowest
     /// CPU's), so a 4,096-CPU machine does not pay a hundred bytes per CPU up front.
-    slots: Vec<u32>,
+    slots: IdTable,
     recs: Vec<CpuFacts>,
     /// Cores inferred, not read (`Facts::cores`).
     cores: Vec<CpuSet>,
@@ -263,7 +265,7 @@ impl<'a> CpuReader<'a> {
         CpuReader {
             fs,
             online,
-            slots: vec![NO_REC; len],
+            slots: IdTable::new(len),
             // Room for one record per CPU, so the vector never moves: its untouched part costs
             // address space, not pages (a growth by doubling touched both copies).
             recs: Vec::with_capacity(len),
@@ -278,21 +280,20 @@ impl<'a> CpuReader<'a> {
     }
 
     fn rec(&mut self, cpu: usize) -> Option<&mut CpuFacts> {
-        let slot = self.slots.get_mut(cpu)?;
-        if *slot == NO_REC {
-            *slot = u32::try_from(self.recs.len()).ok()?;
+        let next = self.recs.len();
+        let i = self.slots.get_or_set(cpu, next)?;
+        if i == next {
             self.recs.push(CpuFacts {
                 id: cpu,
                 ..CpuFacts::default()
             });
         }
-        self.recs.get_mut(*slot as usize)
+        self.recs.get_mut(i)
     }
 
     /// `cpu`'s record, when it has one.
     fn get(&self, cpu: usize) -> Option<&CpuFacts> {
-        let slot = *self.slots.get(cpu)?;
-        self.recs.get(slot as usize)
+        self.recs.get(self.slots.get(cpu)?)
     }
 
     /// `set` ∩ online, holding `cpu`.

@@ -363,6 +363,18 @@ fn infers_a_stride_numbered_machine_from_three_cpus_per_node() {
     assert_eq!(inferred(&t, true).1, 3 + 2 * 3 - 16);
 }
 
+/// The cores of `scope` only, as a plan asks for them.
+fn cores_within(scope: CpuSet, infer_cores: bool) -> Want {
+    Want {
+        scope: Some(scope),
+        cores: true,
+        packages: false,
+        complexes: false,
+        distances: false,
+        infer_cores,
+    }
+}
+
 #[test]
 fn infers_within_a_scope_only_its_cores() {
     // A GPU's node, or a cgroup's part of it: two nodes of 16 SMT2 cores, 12 CPUs of each wanted.
@@ -373,14 +385,7 @@ fn infers_within_a_scope_only_its_cores() {
     );
     let read = |infer: bool| {
         let fs = t.fs();
-        let want = Want {
-            scope: Some(set("1-12,17-28")),
-            cores: true,
-            packages: false,
-            complexes: false,
-            distances: false,
-            infer_cores: infer,
-        };
+        let want = cores_within(set("1-12,17-28"), infer);
         let topo = Topology::build(&read_facts_for(&fs, &want).unwrap());
         (topo, fs.files_read())
     };
@@ -393,14 +398,7 @@ fn infers_within_a_scope_only_its_cores() {
     assert_eq!(n_on as isize - n_off as isize, 3 + 2 * 3 - 24);
     // A scope of a few CPUs per node is not worth the precondition's files: none are read.
     let fs = t.fs();
-    let want = Want {
-        scope: Some(set("1-6,17-22")),
-        cores: true,
-        packages: false,
-        complexes: false,
-        distances: false,
-        infer_cores: true,
-    };
+    let want = cores_within(set("1-6,17-22"), true);
     read_facts_for(&fs, &want).unwrap();
     let n_small = fs.files_read();
     let fs = t.fs();
