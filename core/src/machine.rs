@@ -29,9 +29,10 @@ impl Machine {
     }
 
     /// What a plan of the kind `need` describes: the online CPUs, the NUMA nodes, the allowed set
-    /// and the GPUs in full, and the cores, complexes and packages that `need` names, for the CPUs
-    /// near the machine's GPUs (`Need::scope`). The topology is partial (`Topology::scope`) unless
-    /// `need` is everything.
+    /// and the GPUs in full (but for the nodes of GPUs with local CPUs, left unread unless
+    /// `need.gpu_nodes`: `read_gpu_node` reads the process's own), and the cores, complexes and
+    /// packages that `need` names, for the CPUs near the machine's GPUs (`Need::scope`). The
+    /// topology is partial (`Topology::scope`) unless `need` is everything.
     ///
     /// Contract: a plan made on this machine for a request whose options `need` covers
     /// (`need_for(&req.plan)`, or `need(req.plan.mode)`) equals the plan made on `Machine::load`,
@@ -60,6 +61,7 @@ impl Machine {
         let reads = GpuReads {
             identity: need.identity,
             models: need.models,
+            defer_nodes: !need.gpu_nodes,
         };
         let topology = Topology::load_with(
             fs,
@@ -77,6 +79,16 @@ impl Machine {
             warnings,
             files_read: fs.files_read(),
         })
+    }
+
+    /// Reads the `numa_node` of machine GPU `index` when the load left it unread
+    /// (`Need::gpu_nodes`): the process's own GPU, once the visible devices say which it is.
+    pub fn read_gpu_node(&mut self, fs: &Fs, index: usize) -> crate::Result<()> {
+        if let Some(g) = self.gpus.get_mut(index) {
+            g.read_pending_node(fs)?;
+        }
+        self.files_read = fs.files_read();
+        Ok(())
     }
 }
 
@@ -172,8 +184,12 @@ fn load_nvidia(
         Source::Sysfs => sysfs()?,
         Source::Nvml => nvml(req.nvml_lib.as_deref())?,
         Source::Auto => {
-            let sysfs = sysfs()?;
+            let mut sysfs = sysfs()?;
             if gpu::needs_nvml(&sysfs, req.devices.get("CUDA_VISIBLE_DEVICES")) {
+                // NVML's answer is checked against every GPU's node: none left unread.
+                for g in sysfs.iter_mut() {
+                    g.read_pending_node(fs)?;
+                }
                 match nvml(req.nvml_lib.as_deref()) {
                     Ok(nv) if sysfs.is_empty() => nv,
                     Ok(nv) => {
@@ -198,7 +214,8 @@ fn load_nvidia(
 
 /// The CPUs a plan may look at for the machine's GPUs: each GPU's local CPUs and the CPUs of the
 /// nodes holding them or named by its `numa_node`. None (the whole machine) when the machine has
-/// no NUMA nodes or a GPU's locality is unknown.
+/// no NUMA nodes or a GPU's locality is unknown. A `numa_node` left unread (`Need::gpu_nodes`)
+/// adds nothing: the plans that leave it so bind to local CPUs, whose cores the scope holds.
 fn gpu_scope(online: &CpuSet, nodes: &[NodeFacts], gpus: &[Gpu]) -> Option<CpuSet> {
     if nodes.is_empty() {
         return None;

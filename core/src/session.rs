@@ -85,7 +85,7 @@ fn plan_on(
     need: &Need,
     nvml: MgmtQuery,
 ) -> Result<Planned> {
-    let machine = Machine::load_fs(fs, req, allowed, need, nvml)?;
+    let mut machine = Machine::load_fs(fs, req, allowed, need, nvml)?;
     if machine.gpus.is_empty() {
         return Err(Error::no_gpu(format!(
             "no GPU found under {} (no NVIDIA or AMD GPU, or no driver: a CPU-only machine)",
@@ -98,22 +98,32 @@ fn plan_on(
             "{var} selects no GPU (empty, -1 or no valid first entry): this process uses no GPU"
         )));
     }
+    // The node of the GPU this process uses, when the load left it unread (`Need::gpu_nodes`).
+    if let Ok(rank) = rank_of(req) {
+        let position = crate::plan::visible_position(&visible, rank, req.gpu);
+        if let Some(&index) = visible.gpus.get(position) {
+            machine.read_gpu_node(fs, index)?;
+        }
+    }
     let plan = plan_process(req, &machine, &visible);
     Ok((machine, visible, plan))
+}
+
+/// The local rank the plan is for: the rank, or without one the GPU override.
+fn rank_of(req: &Request) -> Result<usize> {
+    match (req.rank, req.gpu) {
+        (Some(r), _) => Ok(r),
+        (None, Some(g)) => Ok(g),
+        (None, None) => Err(Error::invalid(
+            "no local rank: set LOCAL_RANK (or a launcher's local-rank variable) or GPU_AFFINITY_GPU",
+        )),
+    }
 }
 
 /// The plan of the process `req` describes: its rank (or, without one, its GPU override), GPU and
 /// options, on `machine` as it sees the GPUs.
 pub fn plan_process(req: &Request, machine: &Machine, visible: &Visible) -> Result<RankPlan> {
-    let rank = match (req.rank, req.gpu) {
-        (Some(r), _) => r,
-        (None, Some(g)) => g,
-        (None, None) => {
-            return Err(Error::invalid(
-                "no local rank: set LOCAL_RANK (or a launcher's local-rank variable) or GPU_AFFINITY_GPU",
-            ))
-        }
-    };
+    let rank = rank_of(req)?;
     plan_rank(
         &machine.topology,
         &machine.gpus,

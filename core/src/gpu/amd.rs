@@ -63,10 +63,10 @@ impl GpuSource for Amd {
         Ok(GpuReads::NONE)
     }
 
-    fn discover(&self, fs: &Fs, _reads: GpuReads) -> crate::Result<Vec<Gpu>> {
-        let mut gpus = match kfd_gpus(fs)? {
+    fn discover(&self, fs: &Fs, reads: GpuReads) -> crate::Result<Vec<Gpu>> {
+        let mut gpus = match kfd_gpus(fs, reads.defer_nodes)? {
             Some(g) => g,
-            None => pci_gpus(fs)?,
+            None => pci_gpus(fs, reads.defer_nodes)?,
         };
         for (i, g) in gpus.iter_mut().enumerate() {
             g.index = i;
@@ -80,7 +80,7 @@ impl GpuSource for Amd {
 }
 
 /// The GPUs of the KFD topology, in node order; None without a KFD tree.
-fn kfd_gpus(fs: &Fs) -> crate::Result<Option<Vec<Gpu>>> {
+fn kfd_gpus(fs: &Fs, defer_nodes: bool) -> crate::Result<Option<Vec<Gpu>>> {
     let Some(names) = fs.list_dir_opt(KFD_NODES)? else {
         return Ok(None);
     };
@@ -121,12 +121,13 @@ fn kfd_gpus(fs: &Fs) -> crate::Result<Option<Vec<Gpu>>> {
             let dir = format!("{PCI_DIR}/{base}");
             (base, dir)
         };
-        let (numa_node, local_cpus) = pci::locality(fs, &pdir)?;
+        let loc = pci::locality(fs, &pdir, defer_nodes)?;
         gpus.push(Gpu {
             vendor: Vendor::Amd,
             pci_bus_id: bdf,
-            numa_node,
-            local_cpus,
+            numa_node: loc.numa_node,
+            local_cpus: loc.local_cpus,
+            pending_node: loc.pending_node,
             uuid: props
                 .get("unique_id")
                 .filter(|&u| u != 0)
@@ -144,7 +145,7 @@ fn kfd_gpus(fs: &Fs) -> crate::Result<Option<Vec<Gpu>>> {
 }
 
 /// The AMD GPUs among the PCI functions, in bus order (no KFD tree to say otherwise).
-fn pci_gpus(fs: &Fs) -> crate::Result<Vec<Gpu>> {
+fn pci_gpus(fs: &Fs, defer_nodes: bool) -> crate::Result<Vec<Gpu>> {
     let mut found = Vec::new();
     for name in fs.list_dir(PCI_DIR)? {
         let (Some(key), Some(bdf)) = (parse_bdf(&name), normalize_bdf(&name)) else {
@@ -154,14 +155,15 @@ fn pci_gpus(fs: &Fs) -> crate::Result<Vec<Gpu>> {
         if !pci::is_function(fs, &dir, AMD, GPU_CLASSES)? {
             continue;
         }
-        let (numa_node, local_cpus) = pci::locality(fs, &dir)?;
+        let loc = pci::locality(fs, &dir, defer_nodes)?;
         found.push((
             key,
             Gpu {
                 vendor: Vendor::Amd,
                 pci_bus_id: bdf,
-                numa_node,
-                local_cpus,
+                numa_node: loc.numa_node,
+                local_cpus: loc.local_cpus,
+                pending_node: loc.pending_node,
                 model: pci::device_model(fs, &dir)?,
                 ..Gpu::default()
             },

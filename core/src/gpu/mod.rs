@@ -51,6 +51,22 @@ pub struct Gpu {
     pub mem_node: Option<u32>,
     /// UUIDs (`MIG-...`) of the MIG instances carved from this GPU.
     pub migs: Vec<String>,
+    /// The PCI function's directory (under the fsroot) when a partial discovery left its
+    /// `numa_node` unread (`GpuReads::defer_nodes`): `numa_node` is None until
+    /// `read_pending_node`. None once read, and for every GPU of a full discovery.
+    pub pending_node: Option<String>,
+}
+
+impl Gpu {
+    /// Reads the `numa_node` a partial discovery left unread (nothing when none is pending).
+    pub fn read_pending_node(&mut self, fs: &Fs) -> crate::Result<()> {
+        if let Some(dir) = self.pending_node.take() {
+            if let Some(n) = pci::numa_node(fs, &dir)? {
+                self.numa_node = Some(n);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The GPUs a process sees, in its runtime's order.
@@ -74,6 +90,11 @@ pub struct GpuReads {
     /// (those whose model `identity` would have read), one small sysfs file instead of two procfs
     /// ones.
     pub models: bool,
+    /// Leave the `numa_node` of each GPU with local CPUs unread (`Gpu::pending_node`): plans
+    /// that bind to a GPU's local CPUs need the node of the process's own GPU only, read once it
+    /// is known (`Machine::read_gpu_node`). The NVIDIA family's modes; a discovery that is
+    /// reconciled with NVML reads them all first.
+    pub defer_nodes: bool,
 }
 
 impl GpuReads {
@@ -81,16 +102,19 @@ impl GpuReads {
     pub const ALL: GpuReads = GpuReads {
         identity: true,
         models: true,
+        defer_nodes: false,
     };
     /// Only addresses and locality.
     pub const NONE: GpuReads = GpuReads {
         identity: false,
         models: false,
+        defer_nodes: false,
     };
     pub fn union(self, other: GpuReads) -> GpuReads {
         GpuReads {
             identity: self.identity || other.identity,
             models: self.models || other.models,
+            defer_nodes: self.defer_nodes && other.defer_nodes,
         }
     }
 }

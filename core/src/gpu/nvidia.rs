@@ -27,6 +27,7 @@ impl GpuSource for Nvidia {
     fn reads(&self, env: &DeviceEnv) -> crate::Result<GpuReads> {
         let order = DeviceOrder::parse(env.get("CUDA_DEVICE_ORDER"))?;
         Ok(GpuReads {
+            defer_nodes: false,
             identity: env
                 .get("CUDA_VISIBLE_DEVICES")
                 .is_some_and(|cvd| cvd.split(',').any(entry_is_uuid)),
@@ -296,11 +297,12 @@ pub fn discover_sysfs_for(fs: &crate::sysfs::Fs, reads: GpuReads) -> crate::Resu
         if proc_dir.is_none() && !pci::is_function(fs, &dir, NVIDIA, DISPLAY_3D)? {
             continue;
         }
-        let (numa_node, local_cpus) = pci::locality(fs, &dir)?;
+        let loc = pci::locality(fs, &dir, reads.defer_nodes)?;
         let mut gpu = Gpu {
             pci_bus_id: bdf,
-            numa_node,
-            local_cpus,
+            numa_node: loc.numa_node,
+            local_cpus: loc.local_cpus,
+            pending_node: loc.pending_node,
             ..Gpu::default()
         };
         if let Some(pdir) = proc_dir {
@@ -393,6 +395,41 @@ mod tests {
     }
 
     #[test]
+    fn deferred_nodes_are_read_only_where_there_are_no_local_cpus_or_when_asked() {
+        let t = TestFs::new("pci-defer");
+        let d = "sys/bus/pci/devices";
+        pci(&t, &format!("{d}/0000:07:00.0"), Some("0x10de"), "0x030200");
+        t.file(&format!("{d}/0000:07:00.0/local_cpulist"), "8-15\n")
+            .file(&format!("{d}/0000:07:00.0/numa_node"), "1\n");
+        // No local CPUs: its node is all a plan has, so it is read at once.
+        pci(&t, &format!("{d}/0000:1b:00.0"), Some("0x10de"), "0x030200");
+        t.file(&format!("{d}/0000:1b:00.0/numa_node"), "0\n");
+        let reads = GpuReads {
+            defer_nodes: true,
+            ..GpuReads::NONE
+        };
+        let fs = t.fs();
+        let mut gpus = discover_sysfs_for(&fs, reads).unwrap();
+        let read = fs.files_read();
+        assert_eq!(gpus[0].numa_node, None);
+        assert_eq!(
+            gpus[0].pending_node.as_deref(),
+            Some("sys/bus/pci/devices/0000:07:00.0")
+        );
+        assert_eq!(gpus[1].numa_node, Some(0));
+        assert_eq!(gpus[1].pending_node, None);
+        gpus[0].read_pending_node(&fs).unwrap();
+        assert_eq!(gpus[0].numa_node, Some(1));
+        assert_eq!(gpus[0].pending_node, None);
+        assert_eq!(fs.files_read(), read + 1);
+        gpus[0].read_pending_node(&fs).unwrap();
+        assert_eq!(fs.files_read(), read + 1, "read once");
+        // Without deferring, every node at discovery: the same GPUs.
+        let full = discover_sysfs_for(&t.fs(), GpuReads::NONE).unwrap();
+        assert_eq!(full, gpus);
+    }
+
+    #[test]
     fn driver_procfs_gives_identity_and_limits_the_container() {
         let t = TestFs::new("procfs");
         let d = "sys/bus/pci/devices";
@@ -448,6 +485,7 @@ mod tests {
         let bare = GpuReads {
             identity: false,
             models: false,
+            defer_nodes: false,
         };
         let fs = t.fs();
         let gpus = discover_sysfs_for(&fs, bare).unwrap();
@@ -459,6 +497,7 @@ mod tests {
         let models = GpuReads {
             identity: false,
             models: true,
+            defer_nodes: false,
         };
         let gpus = discover_sysfs_for(&fs, models).unwrap();
         assert_eq!(fs.files_read(), 6, "and the PCI device id");

@@ -96,6 +96,7 @@ fn read_gpu(device: &Device<'_>, index: usize) -> std::result::Result<Gpu, NvmlE
         model: device.name().ok().filter(|m| !m.is_empty()),
         mem_node,
         migs: mig_uuids(device),
+        pending_node: None,
     })
 }
 

@@ -33,19 +33,56 @@ pub fn parse_hex(s: &str) -> Option<u32> {
     u32::from_str_radix(s, 16).ok()
 }
 
+/// A PCI function's locality, as `Gpu` holds it.
+pub struct Locality {
+    pub numa_node: Option<u32>,
+    pub local_cpus: CpuSet,
+    /// `dir`, when its `numa_node` was left unread (see `locality`).
+    pub pending_node: Option<String>,
+}
+
 /// A PCI function's locality: its `numa_node` (None for -1) and `local_cpulist` (or the
-/// `local_cpus` mask; empty when neither is there).
-pub fn locality(fs: &Fs, dir: &str) -> crate::Result<(Option<u32>, CpuSet)> {
-    let numa_node = fs
+/// `local_cpus` mask; empty when neither is there). With `defer_node`, a function with local CPUs
+/// leaves its `numa_node` unread (`pending_node`): a plan binds to a GPU's local CPUs and needs
+/// the node only of its own GPU (`GpuReads::defer_nodes`).
+pub fn locality(fs: &Fs, dir: &str, defer_node: bool) -> crate::Result<Locality> {
+    let read_cpus = || {
+        Ok::<_, crate::Error>(
+            fs.read_cpuset_fmt(
+                format_args!("{dir}/local_cpulist"),
+                format_args!("{dir}/local_cpus"),
+            )?
+            .unwrap_or_default(),
+        )
+    };
+    if defer_node {
+        let local_cpus = read_cpus()?;
+        if !local_cpus.is_empty() {
+            return Ok(Locality {
+                numa_node: None,
+                local_cpus,
+                pending_node: Some(dir.to_string()),
+            });
+        }
+        return Ok(Locality {
+            numa_node: numa_node(fs, dir)?,
+            local_cpus,
+            pending_node: None,
+        });
+    }
+    let numa_node = numa_node(fs, dir)?;
+    Ok(Locality {
+        numa_node,
+        local_cpus: read_cpus()?,
+        pending_node: None,
+    })
+}
+
+/// A PCI function's `numa_node`; None for -1 (or absent).
+pub fn numa_node(fs: &Fs, dir: &str) -> crate::Result<Option<u32>> {
+    Ok(fs
         .read_i64_fmt(format_args!("{dir}/numa_node"))?
-        .and_then(|n| u32::try_from(n).ok());
-    let local_cpus = fs
-        .read_cpuset_fmt(
-            format_args!("{dir}/local_cpulist"),
-            format_args!("{dir}/local_cpus"),
-        )?
-        .unwrap_or_default();
-    Ok((numa_node, local_cpus))
+        .and_then(|n| u32::try_from(n).ok()))
 }
 
 /// True when the PCI function in `dir` has vendor `vendor` and a class whose upper 16 bits

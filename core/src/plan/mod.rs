@@ -112,6 +112,16 @@ pub fn plan_rank(
     plan_rank_in(&Ctx::new(topo, gpus), visible, opts, rank, gpu)
 }
 
+/// The visible GPU rank `rank` uses, as its position among the visible ones: `gpu` when given
+/// (GPU_AFFINITY_GPU), the only one when the process sees exactly one, else the rank's.
+pub fn visible_position(visible: &Visible, rank: usize, gpu: Option<usize>) -> usize {
+    match gpu {
+        Some(g) => g,
+        None if visible.gpus.len() == 1 => 0,
+        None => rank,
+    }
+}
+
 fn plan_rank_in(
     ctx: &Ctx,
     visible: &Visible,
@@ -137,11 +147,7 @@ fn plan_rank_in(
             "local rank {rank} is not below the number of processes per node ({nproc})"
         )));
     }
-    let cuda = match gpu {
-        Some(g) => g,
-        None if single => 0,
-        None => rank,
-    };
+    let cuda = visible_position(visible, rank, gpu);
     let Some(&gpu_index) = visible.gpus.get(cuda) else {
         return Err(Error::no_device(format!(
             "rank {rank} would use visible GPU {cuda}, but {} GPU(s) are visible",

@@ -107,6 +107,11 @@ pub struct Need {
     /// `model` holds the PCI device id ("PCI device 0x20b2") of each GPU the driver lists
     /// (`gpu::GpuReads::models`). Not needed with `CUDA_DEVICE_ORDER=PCI_BUS_ID`.
     pub models: bool,
+    /// Every GPU's `numa_node`. Without it only the nodes of GPUs without local CPUs are read at
+    /// load, and the process's own GPU's once the visible devices say which it is
+    /// (`Machine::read_gpu_node`): the NVIDIA family binds to local CPUs, and a plan names the
+    /// node of its own GPU only. The PyTorch family needs them all (GPUs on one node share it).
+    pub gpu_nodes: bool,
 }
 
 impl Need {
@@ -120,6 +125,7 @@ impl Need {
             distances: true,
             identity: true,
             models: true,
+            gpu_nodes: true,
         }
     }
 
@@ -133,6 +139,7 @@ impl Need {
             distances: false,
             identity: false,
             models: true,
+            gpu_nodes: false,
         }
     }
 }
@@ -144,7 +151,10 @@ impl Need {
 ///   participating GPU's local cores, `single_logical` keeps one CPU per core).
 /// - `core-complex`: cores and complexes near the GPUs, and the packages.
 /// - `package`: the packages, and the cores of the whole machine (for `single_logical`).
+///
+/// Only the PyTorch family needs every GPU's node (`Need::gpu_nodes`).
 pub fn need(mode: Mode) -> Need {
+    let gpu_nodes = mode.family() == Family::Torch;
     let near = |cores, complexes| Need {
         scope: NeedScope::GpuNodes,
         cores,
@@ -153,6 +163,7 @@ pub fn need(mode: Mode) -> Need {
         distances: false,
         identity: false,
         models: true,
+        gpu_nodes,
     };
     match mode {
         Mode::None | Mode::Map => Need::nothing(),
@@ -172,6 +183,7 @@ pub fn need(mode: Mode) -> Need {
             distances: false,
             identity: false,
             models: true,
+            gpu_nodes,
         },
     }
 }
