@@ -227,7 +227,18 @@ fn gpu_scope(online: &CpuSet, nodes: &[NodeFacts], gpus: &[Gpu]) -> Option<CpuSe
         .map(|n| (n.id, n.cpus.intersection(online)))
         .collect();
     let mut scope = CpuSet::new();
+    // GPUs sharing a node share their locality (72 GPUs, 16 distinct): each counted once.
+    let mut seen: Vec<(&CpuSet, Option<u32>)> = Vec::new();
     for g in gpus {
+        // Most recent first: GPUs of one node are usually neighbours in bus order.
+        if seen
+            .iter()
+            .rev()
+            .any(|s| *s == (&g.local_cpus, g.numa_node))
+        {
+            continue;
+        }
+        seen.push((&g.local_cpus, g.numa_node));
         let local = g.local_cpus.intersection(online);
         let mut near = local.clone();
         for (id, cpus) in &node_cpus {

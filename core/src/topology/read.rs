@@ -4,6 +4,7 @@
 use crate::cpuset::{CpuSet, IdTable};
 use crate::error::{Error, Result};
 use crate::sysfs::Fs;
+use std::fmt;
 
 const CPU_DIR: &str = "sys/devices/system/cpu";
 const NODE_DIR: &str = "sys/devices/system/node";
@@ -201,16 +202,17 @@ impl Probe {
         Probe { names, hit: None }
     }
 
-    fn read(&mut self, fs: &Fs, dir: &str) -> Result<Option<CpuSet>> {
+    /// The first of `names` under `dir` that is there (the one found last time tried first).
+    /// The paths are formatted on the stack: this runs once per core and cache read.
+    fn read(&mut self, fs: &Fs, dir: fmt::Arguments<'_>) -> Result<Option<CpuSet>> {
         let one = |i: usize| -> Result<Option<CpuSet>> {
             let Some((name, list)) = self.names.get(i) else {
                 return Ok(None);
             };
-            let rel = format!("{dir}/{name}");
             if *list {
-                fs.read_list(&rel)
+                fs.read_list_fmt(format_args!("{dir}/{name}"))
             } else {
-                fs.read_mask(&rel)
+                fs.read_mask_fmt(format_args!("{dir}/{name}"))
             }
         };
         if let Some(h) = self.hit {
@@ -540,10 +542,13 @@ impl<'a> CpuReader<'a> {
 
     /// Reads `cpu`'s package; returns the CPUs now known.
     fn read_package(&mut self, cpu: usize) -> Result<CpuSet> {
-        let t = format!("{CPU_DIR}/cpu{cpu}/topology");
-        let sib = self.package.read(self.fs, &t)?;
+        let sib = self
+            .package
+            .read(self.fs, format_args!("{CPU_DIR}/cpu{cpu}/topology"))?;
         self.packages_read |= sib.is_some();
-        let id = self.fs.read_i64(&format!("{t}/physical_package_id"))?;
+        let id = self.fs.read_i64_fmt(format_args!(
+            "{CPU_DIR}/cpu{cpu}/topology/physical_package_id"
+        ))?;
         let g = match &sib {
             Some(s) => self.group(s, cpu),
             None => CpuSet::single(cpu),
@@ -559,8 +564,9 @@ impl<'a> CpuReader<'a> {
 
     /// Reads `cpu`'s core; returns the CPUs now known.
     fn read_core(&mut self, cpu: usize) -> Result<CpuSet> {
-        let t = format!("{CPU_DIR}/cpu{cpu}/topology");
-        let sib = self.threads.read(self.fs, &t)?;
+        let sib = self
+            .threads
+            .read(self.fs, format_args!("{CPU_DIR}/cpu{cpu}/topology"))?;
         let g = match &sib {
             Some(s) => self.group(s, cpu),
             None => CpuSet::single(cpu),
@@ -575,7 +581,7 @@ impl<'a> CpuReader<'a> {
             for d in g.iter() {
                 let id = self
                     .fs
-                    .read_i64(&format!("{CPU_DIR}/cpu{d}/topology/core_id"))?;
+                    .read_i64_fmt(format_args!("{CPU_DIR}/cpu{d}/topology/core_id"))?;
                 if let Some(r) = self.rec(d) {
                     r.core_id = id;
                 }
@@ -604,7 +610,7 @@ impl<'a> CpuReader<'a> {
             .map(|(_, best)| best.clone());
         let llc = match known {
             Some(None) => None,
-            Some(Some(idx)) => match self.shared.read(self.fs, &format!("{dir}/{idx}"))? {
+            Some(Some(idx)) => match self.shared.read(self.fs, format_args!("{dir}/{idx}"))? {
                 Some(s) => Some(s),
                 None => self.scan_llc(&dir, names)?,
             },
@@ -641,7 +647,7 @@ impl<'a> CpuReader<'a> {
             if best.as_ref().is_some_and(|(l, _, _)| *l >= level) {
                 continue;
             }
-            if let Some(shared) = self.shared.read(self.fs, &idx)? {
+            if let Some(shared) = self.shared.read(self.fs, format_args!("{idx}"))? {
                 best = Some((level, name.clone(), shared));
             }
         }
