@@ -193,6 +193,17 @@ pub fn local_size(env: Env) -> crate::Result<Option<usize>> {
 }
 
 impl Request {
+    /// The local rank the plan is for: the rank, or without one the GPU override.
+    pub fn plan_rank(&self) -> crate::Result<usize> {
+        match (self.rank, self.gpu) {
+            (Some(r), _) => Ok(r),
+            (None, Some(g)) => Ok(g),
+            (None, None) => Err(Error::invalid(
+                "no local rank: set LOCAL_RANK (or a launcher's local-rank variable) or GPU_AFFINITY_GPU",
+            )),
+        }
+    }
+
     /// Every variable of the README's environment table.
     pub fn from_env(env: Env) -> crate::Result<Request> {
         let flag = |name: &str, default: bool| -> crate::Result<bool> {

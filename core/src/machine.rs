@@ -70,7 +70,7 @@ impl Machine {
             &mut warnings,
             |base, warnings| {
                 gpus = load_gpus(fs, req, reads, nvml, warnings)?;
-                Ok(want(need, base, &gpus))
+                Ok(want(need, base, &gpus, req))
             },
         )?;
         Ok(Machine {
@@ -93,18 +93,24 @@ impl Machine {
 }
 
 /// The per-CPU facts `need` asks for, once the GPUs are known.
-fn want(need: &Need, base: &Base, gpus: &[Gpu]) -> Want {
+fn want(need: &Need, base: &Base, gpus: &[Gpu], req: &Request) -> Want {
+    let near = match need.scope {
+        NeedScope::OwnGpu => own_gpu(req, gpus).map_or(gpus, std::slice::from_ref),
+        _ => gpus,
+    };
     let scope = match need.scope {
         NeedScope::Nothing => Some(CpuSet::new()),
         NeedScope::Machine => None,
-        NeedScope::GpuNodes => gpu_scope(&base.online, &base.nodes, gpus).map(|s| {
-            // Cores and complexes are only ever taken within the allowed set; packages whole.
-            if need.packages {
-                s
-            } else {
-                s.intersection(&base.allowed)
-            }
-        }),
+        NeedScope::GpuNodes | NeedScope::OwnGpu => {
+            gpu_scope(&base.online, &base.nodes, near).map(|s| {
+                // Cores and complexes are only ever taken within the allowed set; packages whole.
+                if need.packages {
+                    s
+                } else {
+                    s.intersection(&base.allowed)
+                }
+            })
+        }
     };
     Want {
         scope,
@@ -114,6 +120,16 @@ fn want(need: &Need, base: &Base, gpus: &[Gpu]) -> Want {
         distances: need.distances,
         infer_cores: true,
     }
+}
+
+/// The GPU the process `req` describes uses, as `session::plan_on` will find it; None when that
+/// is not certain yet (no rank, visible-device variables that resolve to nothing or fail: the
+/// plan reports those).
+fn own_gpu<'a>(req: &Request, gpus: &'a [Gpu]) -> Option<&'a Gpu> {
+    let rank = req.plan_rank().ok()?;
+    let visible = gpu::visible(gpus, &req.devices).ok()?;
+    let position = crate::plan::visible_position(&visible, rank, req.gpu);
+    gpus.get(*visible.gpus.get(position)?)
 }
 
 /// The vendors whose GPUs the process may use, in the order they are tried.
@@ -384,6 +400,16 @@ mod tests {
         );
         let n = need_for(&opts(Mode::CoreComplex, Cores::AllLogical));
         assert!(n.cores && n.complexes && n.packages);
+        assert_eq!(n.scope, NeedScope::OwnGpu);
+        let n = need_for(&opts(Mode::Exclusive, Cores::AllLogical));
+        assert_eq!(
+            (n.scope, n.cores, n.gpu_nodes),
+            (NeedScope::OwnGpu, true, true)
+        );
+        let n = need_for(&opts(Mode::Node, Cores::SingleLogical));
+        assert_eq!((n.scope, n.cores), (NeedScope::OwnGpu, true));
+        let n = need_for(&opts(Mode::SocketUniqueContiguous, Cores::AllLogical));
+        assert!(!n.gpu_nodes);
         let n = need_for(&opts(Mode::Package, Cores::AllLogical));
         assert_eq!(
             (n.scope, n.cores, n.packages),
@@ -445,6 +471,66 @@ mod tests {
             m.files_read,
             full.files_read
         );
+    }
+
+    #[test]
+    fn torch_modes_read_the_cores_near_their_own_gpu_only() {
+        // Two nodes of two SMT2 cores, a GPU on each; the NVIDIA family reads both nodes' cores,
+        // `exclusive` the cores of the rank's own GPU's node (and then its GPU's node only).
+        let t = TestFs::new("loadown");
+        t.file("sys/devices/system/cpu/online", "0-7\n")
+            .file("sys/devices/system/node/node0/cpulist", "0-1,4-5\n")
+            .file("sys/devices/system/node/node1/cpulist", "2-3,6-7\n");
+        for (bdf, node, cpus) in [
+            ("0000:07:00.0", 0, "0-1,4-5"),
+            ("0000:87:00.0", 1, "2-3,6-7"),
+        ] {
+            let d = format!("sys/bus/pci/devices/{bdf}");
+            t.file(&format!("{d}/vendor"), "0x10de\n")
+                .file(&format!("{d}/class"), "0x030200\n")
+                .file(&format!("{d}/numa_node"), &format!("{node}\n"))
+                .file(&format!("{d}/local_cpulist"), &format!("{cpus}\n"));
+        }
+        for c in 0..8 {
+            let core = c % 4;
+            t.file(
+                &format!("sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list"),
+                &format!("{core},{}\n", core + 4),
+            );
+        }
+        let cores = |mode, rank| {
+            let req = Request {
+                fsroot: t.root.clone(),
+                source: Source::Sysfs,
+                rank: Some(rank),
+                ..Request::default()
+            };
+            let m = Machine::load_fs(&t.fs(), &req, AllowedFrom::Snapshot, &need(mode), &|_| {
+                Err(crate::Error::nvml("unused"))
+            })
+            .unwrap();
+            let c: Vec<String> = m.topology.cores.iter().map(|c| c.cpus.to_list()).collect();
+            c.join(" ")
+        };
+        assert_eq!(cores(Mode::SocketUniqueContiguous, 1), "0,4 1,5 2,6 3,7");
+        assert_eq!(cores(Mode::Exclusive, 0), "0,4 1,5");
+        assert_eq!(cores(Mode::Exclusive, 1), "2,6 3,7");
+        assert_eq!(cores(Mode::CoreComplex, 1), "2,6 3,7");
+        // No rank (and no GPU override): which GPU is not known, so every GPU's node.
+        let req = Request {
+            fsroot: t.root.clone(),
+            source: Source::Sysfs,
+            ..Request::default()
+        };
+        let m = Machine::load_fs(
+            &t.fs(),
+            &req,
+            AllowedFrom::Snapshot,
+            &need(Mode::Exclusive),
+            &|_| Err(crate::Error::nvml("unused")),
+        )
+        .unwrap();
+        assert_eq!(m.topology.cores.len(), 4);
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn plan_on(
         )));
     }
     // The node of the GPU this process uses, when the load left it unread (`Need::gpu_nodes`).
-    if let Ok(rank) = rank_of(req) {
+    if let Ok(rank) = req.plan_rank() {
         let position = crate::plan::visible_position(&visible, rank, req.gpu);
         if let Some(&index) = visible.gpus.get(position) {
             machine.read_gpu_node(fs, index)?;
@@ -109,21 +109,10 @@ fn plan_on(
     Ok((machine, visible, plan))
 }
 
-/// The local rank the plan is for: the rank, or without one the GPU override.
-fn rank_of(req: &Request) -> Result<usize> {
-    match (req.rank, req.gpu) {
-        (Some(r), _) => Ok(r),
-        (None, Some(g)) => Ok(g),
-        (None, None) => Err(Error::invalid(
-            "no local rank: set LOCAL_RANK (or a launcher's local-rank variable) or GPU_AFFINITY_GPU",
-        )),
-    }
-}
-
 /// The plan of the process `req` describes: its rank (or, without one, its GPU override), GPU and
 /// options, on `machine` as it sees the GPUs.
 pub fn plan_process(req: &Request, machine: &Machine, visible: &Visible) -> Result<RankPlan> {
-    let rank = rank_of(req)?;
+    let rank = req.plan_rank()?;
     plan_rank(
         &machine.topology,
         &machine.gpus,

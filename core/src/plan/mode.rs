@@ -79,6 +79,9 @@ pub enum NeedScope {
     Nothing,
     /// The CPUs near the machine's GPUs: their local CPUs and the CPUs of their nodes.
     GpuNodes,
+    /// The CPUs near the GPU the process uses (its local CPUs and its node's CPUs): plans that
+    /// split only their own GPU's node. The machine's GPUs when which one is not yet certain.
+    OwnGpu,
     /// Every online CPU.
     Machine,
 }
@@ -147,16 +150,23 @@ impl Need {
 /// What a plan in `mode` needs, whatever the other options (`cores`, `balanced`, `nproc`).
 ///
 /// - `none`, `map`: nothing (`map` checks its lists against the allowed set only).
-/// - the NVIDIA family, `node`, `exclusive`: the cores near the GPUs (the unique modes split every
-///   participating GPU's local cores, `single_logical` keeps one CPU per core).
-/// - `core-complex`: cores and complexes near the GPUs, and the packages.
+/// - the NVIDIA family: the cores near the GPUs (the unique modes split every participating
+///   GPU's local cores, `single_logical` keeps one CPU per core).
+/// - `node`, `exclusive`: the cores near the process's own GPU (other GPUs' nodes only count GPUs).
+/// - `core-complex`: cores and complexes near the process's own GPU, and the packages.
 /// - `package`: the packages, and the cores of the whole machine (for `single_logical`).
 ///
 /// Only the PyTorch family needs every GPU's node (`Need::gpu_nodes`).
 pub fn need(mode: Mode) -> Need {
     let gpu_nodes = mode.family() == Family::Torch;
+    // The PyTorch family splits the CPUs of its own GPU's node(s) only.
+    let scope = if gpu_nodes {
+        NeedScope::OwnGpu
+    } else {
+        NeedScope::GpuNodes
+    };
     let near = |cores, complexes| Need {
-        scope: NeedScope::GpuNodes,
+        scope,
         cores,
         complexes,
         packages: complexes,
