@@ -112,6 +112,12 @@ fn want(need: &Need, base: &Base, gpus: &[Gpu], req: &Request) -> Want {
             })
         }
     };
+    let count_only = match (need.count_others, need.scope, &scope) {
+        (true, NeedScope::GpuNodes, Some(_)) if need.cores => {
+            own_gpu(req, gpus).and_then(|own| counted_nodes(base, gpus, own))
+        }
+        _ => None,
+    };
     Want {
         scope,
         cores: need.cores,
@@ -119,7 +125,37 @@ fn want(need: &Need, base: &Base, gpus: &[Gpu], req: &Request) -> Want {
         complexes: need.complexes,
         distances: need.distances,
         infer_cores: true,
+        count_only,
     }
+}
+
+/// The nodes whose cores a plan that splits every GPU's local CPUs need only count
+/// (`Need::count_others`): whole nodes within the allowed set, away from the process's own GPU,
+/// each held whole by the local CPUs of every GPU that reaches it, so that every other GPU's home
+/// holds it whole or not at all. None when there is none.
+fn counted_nodes(base: &Base, gpus: &[Gpu], own: &Gpu) -> Option<CpuSet> {
+    let own_near = gpu_scope(&base.online, &base.nodes, std::slice::from_ref(own))?;
+    // The distinct local CPU sets (72 GPUs, 16 sets).
+    let mut locals: Vec<&CpuSet> = Vec::new();
+    for g in gpus {
+        if !locals.iter().rev().any(|l| *l == &g.local_cpus) {
+            locals.push(&g.local_cpus);
+        }
+    }
+    let mut counted = CpuSet::new();
+    for n in &base.nodes {
+        let cpus = n.cpus.intersection(&base.online);
+        if cpus.is_empty() || cpus.intersects(&own_near) || !cpus.is_subset(&base.allowed) {
+            continue;
+        }
+        if locals
+            .iter()
+            .all(|l| !l.intersects(&cpus) || cpus.is_subset(l))
+        {
+            counted.union_with(&cpus);
+        }
+    }
+    (!counted.is_empty()).then_some(counted)
 }
 
 /// The GPU the process `req` describes uses, as `session::plan_on` will find it; None when that

@@ -430,6 +430,7 @@ mod tests {
             .collect();
         let topology = Topology {
             scope: None,
+            counted: Vec::new(),
             online: l("0-7"),
             cores,
             packages: vec![Package {

@@ -258,6 +258,7 @@ fn build(sh: &Shape) -> Case {
             complexes,
             allowed,
             scope: None,
+            counted: Vec::new(),
         },
         gpus,
         visible: Visible {

@@ -20,6 +20,9 @@ fn request(root: &Path, cvd: Option<&str>) -> Request {
     }
 }
 
+/// Plans made on a machine that counted some nodes' cores instead of listing them.
+static COUNTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Checks every mode × cores × balanced × rank; returns the number of plans compared.
 fn check(
     name: &str,
@@ -53,7 +56,13 @@ fn check(
                             ..base.clone()
                         };
                         let want = plan_process(&req, &full, &visible);
-                        let got = plan_for_process(&req, allowed.clone()).map(|o| o.plan);
+                        let got = plan_for_process(&req, allowed.clone()).map(|o| {
+                            let t = &o.machine.topology;
+                            if t.counted.iter().any(|c| c.1.is_some()) {
+                                COUNTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            o.plan
+                        });
                         let what = format!(
                             "{name} cvd={cvd:?} allowed={allowed:?} mode={} cores={} balanced={balanced} nproc={nproc:?} rank={rank}",
                             mode.name(),
@@ -80,6 +89,9 @@ fn every_catalog_machine_mode_and_rank() {
         total += check(&name, &root, None, &AllowedFrom::Snapshot, &[None]);
     }
     assert!(total > 1000, "only {total} plans compared");
+    // The counted path is exercised: other GPUs' nodes counted, not listed.
+    let counted = COUNTED.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(counted > 100, "only {counted} plans on counted nodes");
 }
 
 #[test]
@@ -171,5 +183,80 @@ fn files_read_table() {
             "{}",
             name
         );
+    }
+}
+
+/// A two-node machine, 16 CPUs a node (threads c and c + 8), a GPU on each node, with SMT on and
+/// every CPU present: for rank 1, node 0 is counted, not listed. With `cross`, CPU 16's sibling
+/// file also names CPU 0 of node 0 (broken firmware), so node 0's count cannot be vouched for:
+/// the plan is made again on the whole machine, and is still the whole machine's.
+fn two_nodes(cross: bool) -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!("gpuaff-counted-{}-{cross}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let file = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
+        std::fs::write(p, text).expect("write");
+    };
+    let cpu = "sys/devices/system/cpu";
+    file(&format!("{cpu}/online"), "0-31\n");
+    file(&format!("{cpu}/present"), "0-31\n");
+    file(&format!("{cpu}/smt/active"), "1\n");
+    file(&format!("{cpu}/smt/control"), "on\n");
+    for c in 0..32 {
+        let first = c / 16 * 16 + c % 8;
+        let siblings = if cross && c == 16 {
+            "0,16,24\n".to_string()
+        } else {
+            format!("{first},{}\n", first + 8)
+        };
+        file(&format!("{cpu}/cpu{c}/topology/core_cpus_list"), &siblings);
+    }
+    for (node, cpus, bdf) in [(0, "0-15", "0000:07:00.0"), (1, "16-31", "0000:87:00.0")] {
+        file(
+            &format!("sys/devices/system/node/node{node}/cpulist"),
+            &format!("{cpus}\n"),
+        );
+        let d = format!("sys/bus/pci/devices/{bdf}");
+        file(&format!("{d}/vendor"), "0x10de\n");
+        file(&format!("{d}/class"), "0x030200\n");
+        file(&format!("{d}/numa_node"), &format!("{node}\n"));
+        file(&format!("{d}/local_cpulist"), &format!("{cpus}\n"));
+    }
+    root
+}
+
+#[test]
+fn counted_nodes_are_vouched_for_or_planned_again() {
+    for cross in [false, true] {
+        let root = two_nodes(cross);
+        let req = Request {
+            rank: Some(1),
+            ..request(&root, None)
+        };
+        let full = Machine::load(&req, AllowedFrom::Snapshot).expect("full load");
+        let visible = gpu::resolve_visible(&full.gpus, None, DeviceOrder::parse(None).unwrap())
+            .expect("visible");
+        let want = plan_process(&req, &full, &visible).expect("plan");
+        let o = plan_for_process(&req, AllowedFrom::Snapshot).expect("plan");
+        assert_eq!(o.plan, want, "cross={cross}");
+        let counted = &o.machine.topology.counted;
+        if cross {
+            assert!(o.full_load, "planned again on the whole machine");
+        } else {
+            assert!(!o.full_load);
+            assert_eq!(counted.len(), 1);
+            assert_eq!(counted[0].0.to_list(), "0-15");
+            assert_eq!(counted[0].1, Some(8));
+            let cores: Vec<String> = o
+                .machine
+                .topology
+                .cores
+                .iter()
+                .map(|c| c.cpus.to_list())
+                .collect();
+            assert_eq!(cores.len(), 8, "node 0's cores only: {cores:?}");
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

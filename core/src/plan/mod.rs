@@ -355,10 +355,13 @@ struct Home {
     notes: Vec<String>,
 }
 
-/// NVIDIA family: a GPU's home and its cores.
+/// NVIDIA family: a GPU's home and its cores: listed, or only counted when the home holds nodes
+/// a partial topology counted (`Topology::counted`; never the process's own GPU's).
 struct NvidiaHome {
     home: Home,
-    cores: Rc<Vec<CpuSet>>,
+    cores: Option<Rc<Vec<CpuSet>>>,
+    /// How many cores.
+    len: usize,
 }
 
 /// CPU id → index of the one group (core or complex) holding it, when the groups are disjoint.
@@ -473,11 +476,58 @@ impl<'a> Ctx<'a> {
         };
         cell.get_or_init(|| {
             let home = self.nvidia_home(g)?;
-            let cores = self.cores_shared(&home.cpus);
-            Ok(NvidiaHome { home, cores })
+            if !self
+                .topo
+                .counted
+                .iter()
+                .any(|(n, _)| n.intersects(&home.cpus))
+            {
+                let cores = self.cores_shared(&home.cpus);
+                return Ok(NvidiaHome {
+                    len: cores.len(),
+                    cores: Some(cores),
+                    home,
+                });
+            }
+            let len = self.count_cores(&home.cpus)?;
+            Ok(NvidiaHome {
+                home,
+                cores: None,
+                len,
+            })
         })
         .as_ref()
         .map_err(Clone::clone)
+    }
+
+    /// `cores_of(set).len()` where `set` holds counted nodes: each counted node wholly in `set`
+    /// adds its count, the rest is listed. An error (unplannable: the caller plans again on the
+    /// whole machine) when `set` holds part of a counted node, or one whose count could not be
+    /// vouched for.
+    fn count_cores(&self, set: &CpuSet) -> crate::Result<usize> {
+        let mut len = 0;
+        let mut rest = set.clone();
+        for (node, count) in &self.topo.counted {
+            if !node.intersects(set) {
+                continue;
+            }
+            match count {
+                Some(n) if node.is_subset(set) => {
+                    len += n;
+                    rest = rest.difference(node);
+                }
+                _ => {
+                    return Err(Error::unplannable(format!(
+                        "the cores of CPUs {node} were counted, not read, and cannot be counted \
+                         within CPUs {set}"
+                    )))
+                }
+            }
+        }
+        if !rest.is_empty() {
+            len += self.cores_shared(&rest).len();
+        }
+        Ok(len)
     }
 
     /// `cores_of(set)`, computed once per set.
@@ -504,9 +554,10 @@ impl<'a> Ctx<'a> {
             .iter()
             .map(|&gi| self.nvidia(gi))
             .collect::<crate::Result<Vec<_>>>()?;
-        let lists = homes.iter().map(|n| Rc::clone(&n.cores)).collect();
+        let lists = homes.iter().map(|n| n.cores.clone()).collect();
+        let lens = homes.iter().map(|n| n.len).collect();
         let sets: Vec<&CpuSet> = homes.iter().map(|n| &n.home.cpus).collect();
-        let parts = Rc::new(nvidia::Participants::new(lists, &sets));
+        let parts = Rc::new(nvidia::Participants::new(lists, lens, &sets));
         *self.participants.borrow_mut() = Some((machine, Rc::clone(&parts)));
         Ok(parts)
     }

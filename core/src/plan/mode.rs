@@ -115,6 +115,11 @@ pub struct Need {
     /// (`Machine::read_gpu_node`): the NVIDIA family binds to local CPUs, and a plan names the
     /// node of its own GPU only. The PyTorch family needs them all (GPUs on one node share it).
     pub gpu_nodes: bool,
+    /// Of the other GPUs' homes only the number of cores matters (the unique modes' balanced
+    /// split; `socket` and `socket_single` use their own GPU's cores only): whole nodes away from
+    /// the process's GPU may be counted instead of listed (`Want::count_only`). Not
+    /// `socket_single_unique`, whose GPUs each pick a core in turn.
+    pub count_others: bool,
 }
 
 impl Need {
@@ -129,6 +134,7 @@ impl Need {
             identity: true,
             models: true,
             gpu_nodes: true,
+            count_others: false,
         }
     }
 
@@ -143,6 +149,7 @@ impl Need {
             identity: false,
             models: true,
             gpu_nodes: false,
+            count_others: false,
         }
     }
 }
@@ -165,6 +172,7 @@ pub fn need(mode: Mode) -> Need {
     } else {
         NeedScope::GpuNodes
     };
+    let count_others = mode.family() == Family::Nvidia && mode != Mode::SocketSingleUnique;
     let near = |cores, complexes| Need {
         scope,
         cores,
@@ -174,6 +182,7 @@ pub fn need(mode: Mode) -> Need {
         identity: false,
         models: true,
         gpu_nodes,
+        count_others,
     };
     match mode {
         Mode::None | Mode::Map => Need::nothing(),
@@ -194,6 +203,7 @@ pub fn need(mode: Mode) -> Need {
             identity: false,
             models: true,
             gpu_nodes,
+            count_others,
         },
     }
 }

@@ -12,7 +12,9 @@ use std::rc::Rc;
 /// The participants' core lists with what every rank's choice shares, computed once per plan:
 /// the buckets of identical lists and, for `socket_single_unique`, every participant's pick.
 pub(super) struct Participants {
-    lists: Vec<Rc<Vec<CpuSet>>>,
+    /// None where only the number of cores is known (a home of counted nodes, never the
+    /// process's own).
+    lists: Vec<Option<Rc<Vec<CpuSet>>>>,
     /// Buckets of identical lists in order of first appearance, members in GPU order.
     buckets: Vec<Vec<usize>>,
     /// Participant → its bucket.
@@ -27,9 +29,13 @@ pub(super) struct Participants {
 }
 
 impl Participants {
-    /// `homes[i]` is the set of CPUs that `lists[i]` groups into cores: lists are equal exactly
-    /// when their sets are, and sets are cheaper to compare.
-    pub(super) fn new(lists: Vec<Rc<Vec<CpuSet>>>, homes: &[&CpuSet]) -> Self {
+    /// `homes[i]` is the set of CPUs that `lists[i]` groups into `lens[i]` cores: lists are equal
+    /// exactly when their sets are, and sets are cheaper to compare.
+    pub(super) fn new(
+        lists: Vec<Option<Rc<Vec<CpuSet>>>>,
+        lens: Vec<usize>,
+        homes: &[&CpuSet],
+    ) -> Self {
         let mut buckets: Vec<Vec<usize>> = Vec::new();
         let mut bucket_of = Vec::with_capacity(lists.len());
         {
@@ -48,8 +54,9 @@ impl Participants {
         let size = |members: &Vec<usize>| {
             members
                 .first()
-                .and_then(|&m| lists.get(m))
-                .map_or(0, |l| l.len())
+                .and_then(|&m| lens.get(m))
+                .copied()
+                .unwrap_or(0)
         };
         let starved = buckets.iter().any(|m| size(m) < m.len());
         let min_per = buckets
@@ -75,7 +82,9 @@ pub(super) fn choose(
     me: usize,
     notes: &mut Vec<String>,
 ) -> Vec<CpuSet> {
-    let Some(mine) = parts.lists.get(me) else {
+    // Only counted: not this process's own GPU (see `Ctx::nvidia`); no CPU, and the caller plans
+    // again on the whole machine.
+    let Some(mine) = parts.lists.get(me).and_then(Option::as_deref) else {
         return Vec::new();
     };
     match mode {
@@ -98,7 +107,9 @@ fn single_unique(parts: &Participants, me: usize, notes: &mut Vec<String>) -> Ve
     let picks = parts.single.get_or_init(|| {
         let mut taken = CpuSet::new();
         let mut picks = Vec::with_capacity(parts.lists.len());
-        for list in parts.lists.iter() {
+        // A list only counted stops the picks: the GPUs from it on get none (never so: this mode
+        // lists every home).
+        for list in parts.lists.iter().map_while(Option::as_deref) {
             let pick = match list.iter().position(|c| !c.intersects(&taken)) {
                 Some(i) => (i, false),
                 None if list.is_empty() => break,
@@ -112,7 +123,10 @@ fn single_unique(parts: &Participants, me: usize, notes: &mut Vec<String>) -> Ve
         picks.resize(parts.lists.len(), None);
         picks
     });
-    let (Some(Some((i, shared))), Some(list)) = (picks.get(me), parts.lists.get(me)) else {
+    let (Some(Some((i, shared))), Some(list)) = (
+        picks.get(me),
+        parts.lists.get(me).and_then(Option::as_deref),
+    ) else {
         return Vec::new();
     };
     let Some(core) = list.get(*i) else {
@@ -141,7 +155,11 @@ fn unique(
     let Some(members) = parts.bucket_of.get(me).and_then(|&b| parts.buckets.get(b)) else {
         return Vec::new();
     };
-    let Some(cores) = members.first().and_then(|&m| parts.lists.get(m)) else {
+    let Some(cores) = members
+        .first()
+        .and_then(|&m| parts.lists.get(m))
+        .and_then(Option::as_deref)
+    else {
         return Vec::new();
     };
     let g = members.len();

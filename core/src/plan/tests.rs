@@ -65,6 +65,7 @@ fn machine(
         .collect();
     let topo = Topology {
         scope: None,
+        counted: Vec::new(),
         allowed: online.clone(),
         online,
         cores,
@@ -416,6 +417,7 @@ fn differs_smt4_adjacent_ids() {
     let cpus = l("0-15");
     let topo = Topology {
         scope: None,
+        counted: Vec::new(),
         online: cpus.clone(),
         cores: (0..4)
             .map(|k| Core {

@@ -24,16 +24,23 @@ fn marked(bits: &[u64], cpu: usize) -> bool {
 /// The CPUs taken are one bitmap marked in place, and a group that overlaps none of them is the
 /// group's own (shared) set: nothing as wide as the machine is allocated per group.
 fn partition(online: &CpuSet, group_of: impl FnMut(usize) -> CpuSet) -> Vec<CpuSet> {
-    partition_into(online, group_of, |g| g)
+    partition_into(online, &[], group_of, |g| g)
 }
 
-/// `partition`, each group made into a `T` as it is found (no vector of sets on the way).
+/// `partition`, each group made into a `T` as it is found (no vector of sets on the way). The
+/// CPUs of `skip` count as taken from the start: they are in no group.
 fn partition_into<T>(
     online: &CpuSet,
+    skip: &[&CpuSet],
     mut group_of: impl FnMut(usize) -> CpuSet,
     mut make: impl FnMut(CpuSet) -> T,
 ) -> Vec<T> {
     let mut taken = vec![0u64; online.word_len()];
+    for c in skip.iter().flat_map(|s| s.iter()) {
+        if let Some(w) = taken.get_mut(c / 64) {
+            *w |= 1 << (c % 64);
+        }
+    }
     let mut groups = Vec::new();
     for cpu in online.iter() {
         if marked(&taken, cpu) {
@@ -157,6 +164,8 @@ impl Topology {
         let want = facts.partial.as_ref();
 
         // Cores (none when a partial load did not read them: `narrow` would drop them).
+        // Per counted node: a core made elsewhere reaches into it (see `counted` below).
+        let mut crossed = vec![false; facts.counted.len()];
         let cores = if want.is_some_and(|w| !w.cores) {
             Vec::new()
         } else {
@@ -165,8 +174,11 @@ impl Topology {
                 if facts.cores.is_empty() { 0 } else { len },
                 facts.cores.iter(),
             );
+            // Counted nodes have no core listed: none is made for their CPUs.
+            let skip: Vec<&CpuSet> = facts.counted.iter().map(|c| &c.0).collect();
             partition_into(
                 online,
+                &skip,
                 |cpu| {
                     let Some(pkg) = package_index(cpu).and_then(|i| packages.get(i)) else {
                         return CpuSet::single(cpu);
@@ -193,11 +205,15 @@ impl Topology {
                             .and_then(|g| g.core_id)
                             .is_some_and(|c| Some(c) != core_id)
                     };
-                    if core_id.is_some() && sib.iter().any(other_core) {
+                    let sib = if core_id.is_some() && sib.iter().any(other_core) {
                         sib.iter().filter(|&s| !other_core(s)).collect()
                     } else {
                         sib
+                    };
+                    for (x, (node, _)) in crossed.iter_mut().zip(&facts.counted) {
+                        *x |= sib.intersects(node);
                     }
+                    sib
                 },
                 |cpus| Core {
                     package: cpus.first().and_then(package_index).unwrap_or(0),
@@ -241,6 +257,14 @@ impl Topology {
             })
             .collect();
 
+        // A count stands only when no core made elsewhere reaches into its node (a sibling file
+        // naming a CPU of another node, which the full build would have grouped otherwise).
+        let counted = facts
+            .counted
+            .iter()
+            .zip(crossed)
+            .map(|((node, n), crossed)| (node.clone(), (!crossed).then_some(*n)))
+            .collect();
         let mut topo = Topology {
             online: online.clone(),
             cores,
@@ -249,6 +273,7 @@ impl Topology {
             complexes,
             allowed: online.clone(),
             scope: None,
+            counted,
         };
         if let Some(want) = &facts.partial {
             topo.narrow(want);
@@ -259,10 +284,13 @@ impl Topology {
     /// Keeps what `want` read: the cores and complexes that hold a scope CPU, the packages when
     /// read; empties the rest.
     fn narrow(&mut self, want: &Want) {
-        let scope = want
+        let mut scope = want
             .scope
             .as_ref()
             .map_or_else(|| self.online.clone(), |s| s.intersection(&self.online));
+        for (node, _) in &self.counted {
+            scope = scope.difference(node);
+        }
         if want.cores {
             self.cores.retain(|c| c.cpus.intersects(&scope));
         } else {

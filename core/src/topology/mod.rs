@@ -49,6 +49,10 @@ pub struct Topology {
     /// `complexes`, `packages` and the node distances is empty when the plan did not need it.
     /// `online`, `nodes` (their CPUs) and `allowed` are always complete.
     pub scope: Option<CpuSet>,
+    /// A partial topology's whole nodes (their online CPUs, outside `scope`) whose cores were
+    /// counted, not listed (`Want::count_only`); the count is None when a listed core reaches
+    /// into the node, so that the count could not be vouched for. Empty when complete.
+    pub counted: Vec<(CpuSet, Option<usize>)>,
 }
 
 mod allowed;
@@ -60,7 +64,7 @@ mod tests;
 pub use allowed::{allowed_set, cgroup_cpus, AllowedFrom};
 pub use read::{
     read_cpu_facts, read_cpu_facts_in, read_facts, read_facts_for, read_nodes, read_online,
-    CpuFacts, Facts, NodeFacts, Want,
+    CpuFacts, CpuRead, Facts, NodeFacts, Want,
 };
 
 use crate::error::Result;
@@ -100,12 +104,13 @@ impl Topology {
             distances,
             ..want(&base, warnings)?
         };
-        let (cpus, cores) = read_cpu_facts_in(fs, &base.online, &base.nodes, &want)?;
+        let read = read_cpu_facts_in(fs, &base.online, &base.nodes, &want)?;
         let facts = Facts {
             partial: (!want.is_everything()).then_some(want),
             online: base.online,
-            cpus,
-            cores,
+            cpus: read.cpus,
+            cores: read.cores,
+            counted: read.counted,
             nodes: base.nodes,
         };
         let mut topology = Topology::build(&facts);

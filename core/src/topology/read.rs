@@ -45,6 +45,9 @@ pub struct Facts {
     /// siblings of their CPUs that have no `thread_siblings` of their own. A set per core, not a
     /// hundred-byte record per CPU.
     pub cores: Vec<CpuSet>,
+    /// Whole nodes (their online CPUs) whose cores were counted, not listed (`Want::count_only`):
+    /// no core of theirs is in `cores`, and their CPUs have no `thread_siblings` to go by.
+    pub counted: Vec<(CpuSet, usize)>,
     /// Sorted by id; empty when the machine has no `sys/devices/system/node`.
     pub nodes: Vec<NodeFacts>,
     /// None: every fact of every online CPU was read. Some: only what this asked for (CPUs without
@@ -71,6 +74,10 @@ pub struct Want {
     /// vouch for a uniform pattern (see `CpuReader::infer_domain`); false reads every core's file.
     /// The topology is the same either way; tests turn it off to compare.
     pub infer_cores: bool,
+    /// CPUs whose cores need only be counted: a node of the scope lying wholly here whose cores
+    /// are inferred is reported as a count (`Facts::counted`) instead of one set per core. None:
+    /// list every core. A plan that needs other GPUs' core counts, not their cores, asks this.
+    pub count_only: Option<CpuSet>,
 }
 
 impl Want {
@@ -83,12 +90,18 @@ impl Want {
             complexes: true,
             distances: true,
             infer_cores: true,
+            count_only: None,
         }
     }
 
     /// True when this reads what `everything` reads (however the cores are read).
     pub fn is_everything(&self) -> bool {
-        self.scope.is_none() && self.cores && self.packages && self.complexes && self.distances
+        self.scope.is_none()
+            && self.count_only.is_none()
+            && self.cores
+            && self.packages
+            && self.complexes
+            && self.distances
     }
 }
 
@@ -121,7 +134,7 @@ pub fn read_facts(fs: &Fs) -> Result<Facts> {
 pub fn read_facts_for(fs: &Fs, want: &Want) -> Result<Facts> {
     let online = read_online(fs)?;
     let nodes = read_nodes(fs, want.distances)?;
-    let (cpus, cores) = read_cpu_facts_in(fs, &online, &nodes, want)?;
+    let read = read_cpu_facts_in(fs, &online, &nodes, want)?;
     Ok(Facts {
         partial: if want.is_everything() {
             None
@@ -129,8 +142,9 @@ pub fn read_facts_for(fs: &Fs, want: &Want) -> Result<Facts> {
             Some(want.clone())
         },
         online,
-        cpus,
-        cores,
+        cpus: read.cpus,
+        cores: read.cores,
+        counted: read.counted,
         nodes,
     })
 }
@@ -139,7 +153,10 @@ pub fn read_facts_for(fs: &Fs, want: &Want) -> Result<Facts> {
 /// Without the NUMA nodes, thread siblings are inferred per package (when read) or machine-wide.
 /// An inferred core's siblings are given to each of its CPUs here, as a read would.
 pub fn read_cpu_facts(fs: &Fs, online: &CpuSet, want: &Want) -> Result<Vec<CpuFacts>> {
-    let (mut cpus, cores) = read_cpu_facts_in(fs, online, &[], want)?;
+    // Without nodes nothing is counted: every core comes back.
+    let CpuRead {
+        mut cpus, cores, ..
+    } = read_cpu_facts_in(fs, online, &[], want)?;
     let mut at = IdTable::new(online.last().map_or(0, |l| l + 1));
     for (i, r) in cpus.iter().enumerate() {
         at.get_or_set(r.id, i);
@@ -171,8 +188,15 @@ pub fn read_cpu_facts_in(
     online: &CpuSet,
     nodes: &[NodeFacts],
     want: &Want,
-) -> Result<(Vec<CpuFacts>, Vec<CpuSet>)> {
+) -> Result<CpuRead> {
     CpuReader::new(fs, online).read(want, nodes)
+}
+
+/// What `read_cpu_facts_in` learnt: `Facts::cpus`, `Facts::cores` and `Facts::counted`.
+pub struct CpuRead {
+    pub cpus: Vec<CpuFacts>,
+    pub cores: Vec<CpuSet>,
+    pub counted: Vec<(CpuSet, usize)>,
 }
 
 /// A file read in one of several forms, the one that answered last tried first.
@@ -249,6 +273,8 @@ struct CpuReader<'a> {
     recs: Vec<CpuFacts>,
     /// Cores inferred, not read (`Facts::cores`).
     cores: Vec<CpuSet>,
+    /// Nodes whose cores were counted (`Facts::counted`).
+    counted: Vec<(CpuSet, usize)>,
     threads: Probe,
     package: Probe,
     shared: Probe,
@@ -272,6 +298,7 @@ impl<'a> CpuReader<'a> {
             // address space, not pages (a growth by doubling touched both copies).
             recs: Vec::with_capacity(len),
             cores: Vec::new(),
+            counted: Vec::new(),
             threads: Probe::new(Probe::THREADS),
             package: Probe::new(Probe::PACKAGE),
             shared: Probe::new(Probe::SHARED),
@@ -305,7 +332,7 @@ impl<'a> CpuReader<'a> {
         g
     }
 
-    fn read(mut self, want: &Want, nodes: &[NodeFacts]) -> Result<(Vec<CpuFacts>, Vec<CpuSet>)> {
+    fn read(mut self, want: &Want, nodes: &[NodeFacts]) -> Result<CpuRead> {
         let scope = match &want.scope {
             Some(s) => s.intersection(self.online),
             None => self.online.clone(),
@@ -319,7 +346,7 @@ impl<'a> CpuReader<'a> {
             }
         }
         if want.cores {
-            self.read_cores(want.infer_cores, &scope, nodes)?;
+            self.read_cores(want, &scope, nodes)?;
         }
         if want.complexes {
             let mut done = CpuSet::new();
@@ -330,15 +357,20 @@ impl<'a> CpuReader<'a> {
             }
         }
         // A CPU without a record is one nothing was read or learnt about, or one of an inferred
-        // core (`cores` names it).
-        Ok((self.recs, self.cores))
+        // core (`cores` names it), or one of a counted node.
+        Ok(CpuRead {
+            cpus: self.recs,
+            cores: self.cores,
+            counted: self.counted,
+        })
     }
 
     /// The thread siblings of every CPU of `scope` (and of the CPUs sharing a core with one):
     /// none read when the kernel says no core has two threads online; a few per node when it says
     /// every core has all of them and the files read show one pattern (`infer_domain`); else one
     /// file per core.
-    fn read_cores(&mut self, infer: bool, scope: &CpuSet, nodes: &[NodeFacts]) -> Result<()> {
+    fn read_cores(&mut self, want: &Want, scope: &CpuSet, nodes: &[NodeFacts]) -> Result<()> {
+        let infer = want.infer_cores;
         // `cpu/smt/active` (Documentation/ABI/testing/sysfs-devices-system-cpu): 0 = "no physical
         // core has two or more sibling threads online", 1 = some has. Absent (older kernels,
         // snapshots) or anything else: the siblings are read.
@@ -365,7 +397,13 @@ impl<'a> CpuReader<'a> {
                 for domain in domains {
                     let part = domain.intersection(scope).difference(&done);
                     if !part.is_empty() {
-                        done.union_with(&self.infer_domain(&domain, &part)?);
+                        // A whole node that needs only counting.
+                        let count = part == domain
+                            && want
+                                .count_only
+                                .as_ref()
+                                .is_some_and(|c| domain.is_subset(c));
+                        done.union_with(&self.infer_domain(&domain, &part, count)?);
                     }
                 }
             }
@@ -462,7 +500,10 @@ impl<'a> CpuReader<'a> {
     /// (or not online); when the first core has a single thread; when the samples disagree with
     /// the tiling (hybrid cores, POWER cores in mixed SMT modes, odd numbering) or the node
     /// cannot be tiled; when a translate spans packages; when compute units were found.
-    fn infer_domain(&mut self, domain: &CpuSet, part: &CpuSet) -> Result<CpuSet> {
+    ///
+    /// With `count` (`part` is the whole node), a node whose cores are inferred is recorded as its
+    /// number of cores (`Facts::counted`), not as a set per core.
+    fn infer_domain(&mut self, domain: &CpuSet, part: &CpuSet, count: bool) -> Result<CpuSet> {
         let mut known = CpuSet::new();
         let (Some(first), Some(last)) = (part.first(), part.last()) else {
             return Ok(known);
@@ -498,8 +539,13 @@ impl<'a> CpuReader<'a> {
         if self.compute_units != Some(false) || !self.within_packages(&tiles) {
             return Ok(known);
         }
-        // A set per core, no record per CPU: the threads learn nothing else here.
         let every_tile = touched.len() == tiles.len();
+        if count && every_tile {
+            self.counted.push((domain.clone(), tiles.len()));
+            known.union_with(domain);
+            return Ok(known);
+        }
+        // A set per core, no record per CPU: the threads learn nothing else here.
         self.cores.extend(touched.iter().map(|t| (*t).clone()));
         if every_tile {
             // The tiles cover the domain exactly.

@@ -74,6 +74,7 @@ fn smt_inactive_means_one_core_per_cpu_without_reading_siblings() {
         packages: false,
         distances: false,
         infer_cores: true,
+        count_only: None,
     };
     let with_siblings = read_cpu_facts(&t.fs(), &set("0-3"), &want).unwrap();
     assert_eq!(with_siblings[0].thread_siblings, Some(set("0-1")));
@@ -328,6 +329,7 @@ fn cores_read(t: &TestFs, infer: bool, packages: bool) -> (Topology, usize) {
         complexes: false,
         distances: false,
         infer_cores: infer,
+        count_only: None,
     };
     (
         Topology::build(&read_facts_for(&fs, &want).unwrap()),
@@ -372,6 +374,7 @@ fn cores_within(scope: CpuSet, infer_cores: bool) -> Want {
         complexes: false,
         distances: false,
         infer_cores,
+        count_only: None,
     }
 }
 

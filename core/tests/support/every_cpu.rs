@@ -28,6 +28,7 @@ pub fn read_facts_every_cpu(fs: &Fs) -> Result<Facts> {
         online,
         cpus,
         cores: Vec::new(),
+        counted: Vec::new(),
         nodes,
         partial: None,
     })
