@@ -438,13 +438,14 @@ pub fn query(run: &Run, code: &str) -> Vec<String> {
         .collect()
 }
 
-/// True when this test binary runs under qemu-user (the aarch64 suite on an x86_64 host): the
-/// kernel's binfmt_misc entry makes the emulator the process's executable. qemu-user itself
+/// True when this test binary runs under qemu-user (the aarch64 suite on an x86_64 host, which
+/// sets qemu's `QEMU_LD_PREFIX`; qemu-user shows the guest program as `/proc/self/exe`, so that
+/// cannot tell). qemu-user itself
 /// deadlocks now and then when a process with threads forks, or as the child's threads end (the
 /// aarch64 suite saw a strict-mode child hang once in many runs, with the library before and after
 /// a change alike); a second run tells that from a hang of ours, which repeats.
 pub fn qemu_user() -> bool {
-    std::fs::read_link("/proc/self/exe").is_ok_and(|p| p.to_string_lossy().contains("qemu"))
+    std::env::var_os("QEMU_LD_PREFIX").is_some()
 }
 
 /// A hung process's command line and the kernel's wait channel of each of its threads.
