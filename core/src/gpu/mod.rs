@@ -92,7 +92,7 @@ pub struct GpuReads {
     pub models: bool,
     /// Leave the `numa_node` of each GPU with local CPUs unread (`Gpu::pending_node`): plans
     /// that bind to a GPU's local CPUs need the node of the process's own GPU only, read once it
-    /// is known (`Machine::read_gpu_node`). The NVIDIA family's modes; a discovery that is
+    /// is known (`Machine::load_fs`). The NVIDIA family's modes; a discovery that is
     /// reconciled with NVML reads them all first.
     pub defer_nodes: bool,
 }

@@ -46,35 +46,27 @@ pub struct Locality {
 /// leaves its `numa_node` unread (`pending_node`): a plan binds to a GPU's local CPUs and needs
 /// the node only of its own GPU (`GpuReads::defer_nodes`).
 pub fn locality(fs: &Fs, dir: &str, defer_node: bool) -> crate::Result<Locality> {
-    let read_cpus = || {
-        Ok::<_, crate::Error>(
-            fs.read_cpuset_fmt(
-                format_args!("{dir}/local_cpulist"),
-                format_args!("{dir}/local_cpus"),
-            )?
-            .unwrap_or_default(),
-        )
+    // The node first unless it may be deferred (the order a full discovery always had).
+    let node = if defer_node {
+        None
+    } else {
+        Some(numa_node(fs, dir)?)
     };
-    if defer_node {
-        let local_cpus = read_cpus()?;
-        if !local_cpus.is_empty() {
-            return Ok(Locality {
-                numa_node: None,
-                local_cpus,
-                pending_node: Some(dir.to_string()),
-            });
-        }
-        return Ok(Locality {
-            numa_node: numa_node(fs, dir)?,
-            local_cpus,
-            pending_node: None,
-        });
-    }
-    let numa_node = numa_node(fs, dir)?;
+    let local_cpus = fs
+        .read_cpuset_fmt(
+            format_args!("{dir}/local_cpulist"),
+            format_args!("{dir}/local_cpus"),
+        )?
+        .unwrap_or_default();
+    let (numa_node, pending_node) = match node {
+        Some(n) => (n, None),
+        None if local_cpus.is_empty() => (numa_node(fs, dir)?, None),
+        None => (None, Some(dir.to_string())),
+    };
     Ok(Locality {
         numa_node,
-        local_cpus: read_cpus()?,
-        pending_node: None,
+        local_cpus,
+        pending_node,
     })
 }
 

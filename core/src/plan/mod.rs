@@ -355,13 +355,10 @@ struct Home {
     notes: Vec<String>,
 }
 
-/// NVIDIA family: a GPU's home and its cores: listed, or only counted when the home holds nodes
-/// a partial topology counted (`Topology::counted`; never the process's own GPU's).
+/// NVIDIA family: a GPU's home and its cores.
 struct NvidiaHome {
     home: Home,
-    cores: Option<Rc<Vec<CpuSet>>>,
-    /// How many cores.
-    len: usize,
+    cores: nvidia::CoreList,
 }
 
 /// CPU id → index of the one group (core or complex) holding it, when the groups are disjoint.
@@ -476,25 +473,17 @@ impl<'a> Ctx<'a> {
         };
         cell.get_or_init(|| {
             let home = self.nvidia_home(g)?;
-            if !self
+            let counted = self
                 .topo
                 .counted
                 .iter()
-                .any(|(n, _)| n.intersects(&home.cpus))
-            {
-                let cores = self.cores_shared(&home.cpus);
-                return Ok(NvidiaHome {
-                    len: cores.len(),
-                    cores: Some(cores),
-                    home,
-                });
-            }
-            let len = self.count_cores(&home.cpus)?;
-            Ok(NvidiaHome {
-                home,
-                cores: None,
-                len,
-            })
+                .any(|(n, _)| n.intersects(&home.cpus));
+            let cores = if counted {
+                nvidia::CoreList::Counted(self.count_cores(&home.cpus)?)
+            } else {
+                nvidia::CoreList::Listed(self.cores_shared(&home.cpus))
+            };
+            Ok(NvidiaHome { home, cores })
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -555,9 +544,8 @@ impl<'a> Ctx<'a> {
             .map(|&gi| self.nvidia(gi))
             .collect::<crate::Result<Vec<_>>>()?;
         let lists = homes.iter().map(|n| n.cores.clone()).collect();
-        let lens = homes.iter().map(|n| n.len).collect();
         let sets: Vec<&CpuSet> = homes.iter().map(|n| &n.home.cpus).collect();
-        let parts = Rc::new(nvidia::Participants::new(lists, lens, &sets));
+        let parts = Rc::new(nvidia::Participants::new(lists, &sets));
         *self.participants.borrow_mut() = Some((machine, Rc::clone(&parts)));
         Ok(parts)
     }

@@ -112,7 +112,7 @@ pub struct Need {
     pub models: bool,
     /// Every GPU's `numa_node`. Without it only the nodes of GPUs without local CPUs are read at
     /// load, and the process's own GPU's once the visible devices say which it is
-    /// (`Machine::read_gpu_node`): the NVIDIA family binds to local CPUs, and a plan names the
+    /// (`Machine::load_fs`): the NVIDIA family binds to local CPUs, and a plan names the
     /// node of its own GPU only. The PyTorch family needs them all (GPUs on one node share it).
     pub gpu_nodes: bool,
     /// Of the other GPUs' homes only the number of cores matters (the unique modes' balanced

@@ -12,9 +12,7 @@ use std::rc::Rc;
 /// The participants' core lists with what every rank's choice shares, computed once per plan:
 /// the buckets of identical lists and, for `socket_single_unique`, every participant's pick.
 pub(super) struct Participants {
-    /// None where only the number of cores is known (a home of counted nodes, never the
-    /// process's own).
-    lists: Vec<Option<Rc<Vec<CpuSet>>>>,
+    lists: Vec<CoreList>,
     /// Buckets of identical lists in order of first appearance, members in GPU order.
     buckets: Vec<Vec<usize>>,
     /// Participant → its bucket.
@@ -28,14 +26,34 @@ pub(super) struct Participants {
     single: OnceCell<Vec<Option<(usize, bool)>>>,
 }
 
+/// A participant's cores: listed, or only counted (a home of nodes a partial topology counted,
+/// `Topology::counted`; never the process's own).
+#[derive(Clone)]
+pub(super) enum CoreList {
+    Listed(Rc<Vec<CpuSet>>),
+    Counted(usize),
+}
+
+impl CoreList {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            CoreList::Listed(l) => l.len(),
+            CoreList::Counted(n) => *n,
+        }
+    }
+
+    fn listed(&self) -> Option<&[CpuSet]> {
+        match self {
+            CoreList::Listed(l) => Some(l),
+            CoreList::Counted(_) => None,
+        }
+    }
+}
+
 impl Participants {
-    /// `homes[i]` is the set of CPUs that `lists[i]` groups into `lens[i]` cores: lists are equal
-    /// exactly when their sets are, and sets are cheaper to compare.
-    pub(super) fn new(
-        lists: Vec<Option<Rc<Vec<CpuSet>>>>,
-        lens: Vec<usize>,
-        homes: &[&CpuSet],
-    ) -> Self {
+    /// `homes[i]` is the set of CPUs that `lists[i]` groups into cores: lists are equal exactly
+    /// when their sets are, and sets are cheaper to compare.
+    pub(super) fn new(lists: Vec<CoreList>, homes: &[&CpuSet]) -> Self {
         let mut buckets: Vec<Vec<usize>> = Vec::new();
         let mut bucket_of = Vec::with_capacity(lists.len());
         {
@@ -54,9 +72,8 @@ impl Participants {
         let size = |members: &Vec<usize>| {
             members
                 .first()
-                .and_then(|&m| lens.get(m))
-                .copied()
-                .unwrap_or(0)
+                .and_then(|&m| lists.get(m))
+                .map_or(0, CoreList::len)
         };
         let starved = buckets.iter().any(|m| size(m) < m.len());
         let min_per = buckets
@@ -84,7 +101,7 @@ pub(super) fn choose(
 ) -> Vec<CpuSet> {
     // Only counted: not this process's own GPU (see `Ctx::nvidia`); no CPU, and the caller plans
     // again on the whole machine.
-    let Some(mine) = parts.lists.get(me).and_then(Option::as_deref) else {
+    let Some(mine) = parts.lists.get(me).and_then(CoreList::listed) else {
         return Vec::new();
     };
     match mode {
@@ -109,7 +126,7 @@ fn single_unique(parts: &Participants, me: usize, notes: &mut Vec<String>) -> Ve
         let mut picks = Vec::with_capacity(parts.lists.len());
         // A list only counted stops the picks: the GPUs from it on get none (never so: this mode
         // lists every home).
-        for list in parts.lists.iter().map_while(Option::as_deref) {
+        for list in parts.lists.iter().map_while(CoreList::listed) {
             let pick = match list.iter().position(|c| !c.intersects(&taken)) {
                 Some(i) => (i, false),
                 None if list.is_empty() => break,
@@ -125,7 +142,7 @@ fn single_unique(parts: &Participants, me: usize, notes: &mut Vec<String>) -> Ve
     });
     let (Some(Some((i, shared))), Some(list)) = (
         picks.get(me),
-        parts.lists.get(me).and_then(Option::as_deref),
+        parts.lists.get(me).and_then(CoreList::listed),
     ) else {
         return Vec::new();
     };
@@ -158,7 +175,7 @@ fn unique(
     let Some(cores) = members
         .first()
         .and_then(|&m| parts.lists.get(m))
-        .and_then(Option::as_deref)
+        .and_then(CoreList::listed)
     else {
         return Vec::new();
     };
@@ -190,7 +207,7 @@ fn unique(
     let usable = if balanced {
         &cores[..(g * per).min(c)]
     } else {
-        &cores[..]
+        cores
     };
     if interleaved {
         usable.iter().skip(k).step_by(g).cloned().collect()

@@ -105,14 +105,7 @@ impl Topology {
             ..want(&base, warnings)?
         };
         let read = read_cpu_facts_in(fs, &base.online, &base.nodes, &want)?;
-        let facts = Facts {
-            partial: (!want.is_everything()).then_some(want),
-            online: base.online,
-            cpus: read.cpus,
-            cores: read.cores,
-            counted: read.counted,
-            nodes: base.nodes,
-        };
+        let facts = read.into_facts(base.online, base.nodes, want);
         let mut topology = Topology::build(&facts);
         topology.allowed = base.allowed;
         Ok(topology)

@@ -135,18 +135,7 @@ pub fn read_facts_for(fs: &Fs, want: &Want) -> Result<Facts> {
     let online = read_online(fs)?;
     let nodes = read_nodes(fs, want.distances)?;
     let read = read_cpu_facts_in(fs, &online, &nodes, want)?;
-    Ok(Facts {
-        partial: if want.is_everything() {
-            None
-        } else {
-            Some(want.clone())
-        },
-        online,
-        cpus: read.cpus,
-        cores: read.cores,
-        counted: read.counted,
-        nodes,
-    })
+    Ok(read.into_facts(online, nodes, want.clone()))
 }
 
 /// The per-CPU facts `want` asks for (see `read_facts_for`), one record per CPU read or learnt.
@@ -197,6 +186,21 @@ pub struct CpuRead {
     pub cpus: Vec<CpuFacts>,
     pub cores: Vec<CpuSet>,
     pub counted: Vec<(CpuSet, usize)>,
+}
+
+impl CpuRead {
+    /// The facts of a load that read this for `want` over `online` and `nodes`: partial unless
+    /// `want` is everything.
+    pub fn into_facts(self, online: CpuSet, nodes: Vec<NodeFacts>, want: Want) -> Facts {
+        Facts {
+            partial: (!want.is_everything()).then_some(want),
+            online,
+            cpus: self.cpus,
+            cores: self.cores,
+            counted: self.counted,
+            nodes,
+        }
+    }
 }
 
 /// A file read in one of several forms, the one that answered last tried first.
