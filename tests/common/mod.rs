@@ -86,7 +86,15 @@ pub fn test_cc() -> std::ffi::OsString {
 
 /// A directory where -lgpuaff finds the built library and the SONAME it records (libgpuaff.so.0)
 /// resolves at run time: symlinks to the built libgpuaff.so, as an installed prefix has.
+///
+/// Made once per test process: the temporary names are per process, so two threads of one test
+/// binary making them at once would collide (seen in CI: "symlink the library: File exists").
 pub fn link_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(make_link_dir).clone()
+}
+
+fn make_link_dir() -> PathBuf {
     let so = so_path();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linked-lib");
     std::fs::create_dir_all(&dir).expect("create the link directory");
