@@ -217,7 +217,14 @@ struct Omp {
     llvm: PathBuf,
 }
 
-fn omp_programs() -> Omp {
+/// Built once per test process: the tests sharing these would otherwise write the same files at
+/// once (the temporary names are per process, not per thread).
+fn omp_programs() -> &'static Omp {
+    static OMP: std::sync::OnceLock<Omp> = std::sync::OnceLock::new();
+    OMP.get_or_init(build_omp_programs)
+}
+
+fn build_omp_programs() -> Omp {
     let c = root().join("tests/c");
     let work = c.join("ompwork.c");
     let os = |s: &str| std::ffi::OsString::from(s);
