@@ -6,7 +6,7 @@ use crate::msg::Warnings;
 use gpuaff_core::{CpuSet, Error, MemBind, Result};
 use std::ffi::CStr;
 
-/// How many times /proc/self/task is re-read while new threads keep appearing.
+/// How many times /proc/self/task is read while new threads keep appearing or scans miss some.
 const MAX_SCANS: usize = 64;
 
 pub fn gettid() -> libc::pid_t {
@@ -73,6 +73,70 @@ pub fn list_threads() -> std::result::Result<Vec<libc::pid_t>, std::io::Error> {
     Ok(tids)
 }
 
+/// Whether the kernel counts `listed` threads in this process now: a scan of /proc/self/task that
+/// lists fewer than it counts skipped one. The count is the task directory's link count less two
+/// (Linux adds the number of threads to it; one `stat`, no file to read); where that disagrees, the
+/// `Threads:` line of /proc/self/status confirms. Unreadable counts vouch for the scan, as before
+/// this check existed.
+fn kernel_counts(listed: usize) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let links = std::fs::metadata("/proc/self/task").map(|m| m.nlink());
+    if links.is_ok_and(|n| n == listed as u64 + 2) {
+        return true;
+    }
+    let status = match std::fs::read_to_string("/proc/self/status") {
+        Ok(s) => s,
+        Err(_) => return true,
+    };
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    !matches!(threads, Some(n) if n != listed)
+}
+
+/// How re-scanning the threads ended.
+#[derive(Debug)]
+enum Scans {
+    /// A scan found no new thread and the kernel counted as many threads as it listed.
+    Settled,
+    /// /proc/self/task could not be listed.
+    Unlisted(std::io::Error),
+    /// Threads were still appearing, or scans still missing some, after `MAX_SCANS` scans.
+    Unsettled,
+}
+
+/// Calls `visit` once for every thread `scan` lists that is not in `seen`, scanning again until a
+/// scan lists no new thread and `counted` agrees with its length. "No new thread" alone is not
+/// enough: a thread ending while the kernel walks the list can make one scan skip a live thread
+/// (the walk goes by position), and the next scan may skip it again.
+fn scan_until_settled(
+    seen: &mut Vec<libc::pid_t>,
+    mut scan: impl FnMut() -> std::io::Result<Vec<libc::pid_t>>,
+    mut counted: impl FnMut(usize) -> bool,
+    mut visit: impl FnMut(libc::pid_t),
+) -> Scans {
+    for _ in 0..MAX_SCANS {
+        let tids = match scan() {
+            Ok(t) => t,
+            Err(e) => return Scans::Unlisted(e),
+        };
+        let listed = tids.len();
+        let mut fresh = false;
+        for tid in tids {
+            if !seen.contains(&tid) {
+                fresh = true;
+                seen.push(tid);
+                visit(tid);
+            }
+        }
+        if !fresh && counted(listed) {
+            return Scans::Settled;
+        }
+    }
+    Scans::Unsettled
+}
+
 /// What binding the threads did.
 #[derive(Debug, Default)]
 pub struct ThreadReport {
@@ -83,7 +147,8 @@ pub struct ThreadReport {
 }
 
 /// Binds the calling thread, then `publish` runs (so threads created from now on start bound), then
-/// every other thread of the process, re-scanning /proc/self/task until no new thread appears.
+/// every other thread of the process, re-scanning /proc/self/task until a scan finds no new thread
+/// and lists as many as the kernel counts.
 /// A thread whose mask is neither `target` nor one of `ours` (the process's original mask and
 /// earlier gpuaff bindings) was narrowed by someone else and is left alone. Every bound thread's mask
 /// is read back; differences become warnings. Fails, having changed nothing, only when the calling
@@ -110,46 +175,39 @@ pub fn bind_threads(
         left_alone: Vec::new(),
     };
     let mut seen = vec![me];
-    for _ in 0..MAX_SCANS {
-        let tids = match list_threads() {
-            Ok(t) => t,
+    let scans = scan_until_settled(&mut seen, list_threads, kernel_counts, |tid| {
+        let mask = match get_affinity(tid) {
+            Ok(m) => m,
+            Err(libc::ESRCH) => return, // exited meanwhile
             Err(e) => {
                 warnings.push(format!(
-                    "cannot list /proc/self/task ({e}); only the calling thread and threads created from now on are bound"
+                    "cannot read the CPU mask of thread {tid}: {}",
+                    os_text(e)
                 ));
-                break;
+                return;
             }
         };
-        let fresh: Vec<_> = tids.into_iter().filter(|t| !seen.contains(t)).collect();
-        if fresh.is_empty() {
-            break;
+        if mask != *target && !ours.contains(&mask) {
+            report.left_alone.push((tid, mask));
+            return;
         }
-        for tid in fresh {
-            seen.push(tid);
-            let mask = match get_affinity(tid) {
-                Ok(m) => m,
-                Err(libc::ESRCH) => continue, // exited meanwhile
-                Err(e) => {
-                    warnings.push(format!(
-                        "cannot read the CPU mask of thread {tid}: {}",
-                        os_text(e)
-                    ));
-                    continue;
-                }
-            };
-            if mask != *target && !ours.contains(&mask) {
-                report.left_alone.push((tid, mask));
-                continue;
-            }
-            match set_affinity(tid, target) {
-                Ok(()) => report.bound.push(tid),
-                Err(libc::ESRCH) => {}
-                Err(e) => warnings.push(format!(
-                    "cannot bind thread {tid} to CPUs {target}: {}",
-                    os_text(e)
-                )),
-            }
+        match set_affinity(tid, target) {
+            Ok(()) => report.bound.push(tid),
+            Err(libc::ESRCH) => {}
+            Err(e) => warnings.push(format!(
+                "cannot bind thread {tid} to CPUs {target}: {}",
+                os_text(e)
+            )),
         }
+    });
+    match scans {
+        Scans::Settled => {}
+        Scans::Unlisted(e) => warnings.push(format!(
+            "cannot list /proc/self/task ({e}); only the calling thread and threads created from now on are bound"
+        )),
+        Scans::Unsettled => warnings.push(format!(
+            "threads kept starting or ending through {MAX_SCANS} scans of /proc/self/task; threads created from now on are bound, an earlier one may not be"
+        )),
     }
     for &tid in &report.bound {
         match get_affinity(tid) {
@@ -255,6 +313,56 @@ mod tests {
         // and 1 run in 11 missed this one. `bind_threads` re-scans for this reason.
         let me = gettid();
         assert!((0..5).any(|_| list_threads().unwrap().contains(&me)));
+    }
+
+    /// Runs `scan_until_settled` over scripted scans and counts: the threads visited, the scans
+    /// made and the outcome.
+    fn scripted(scans: &[&[libc::pid_t]], counts: &[usize]) -> (Vec<libc::pid_t>, usize, Scans) {
+        let mut seen = vec![1];
+        let mut visited = Vec::new();
+        let (mut s, mut c) = (0, 0);
+        let end = scan_until_settled(
+            &mut seen,
+            || {
+                s += 1;
+                Ok(scans[(s - 1).min(scans.len() - 1)].to_vec())
+            },
+            |listed| {
+                c += 1;
+                counts[(c - 1).min(counts.len() - 1)] == listed
+            },
+            |tid| visited.push(tid),
+        );
+        (visited, s, end)
+    }
+
+    #[test]
+    fn a_scan_that_skipped_a_live_thread_is_not_trusted() {
+        // Thread 1 (the caller) alone: one scan, the count agrees.
+        let (visited, scans, end) = scripted(&[&[1]], &[1]);
+        assert_eq!((visited, scans), (vec![], 1));
+        assert!(matches!(end, Scans::Settled));
+        // Threads 2 and 3 found, then a scan with nothing new that agrees with the count.
+        let (visited, scans, end) = scripted(&[&[1, 2, 3], &[1, 2, 3]], &[3]);
+        assert_eq!((visited, scans), (vec![2, 3], 2));
+        assert!(matches!(end, Scans::Settled));
+        // The first scan skipped live thread 4 (another thread was ending): it found nothing new,
+        // but lists one thread fewer than the kernel counts, so the scan is repeated and 4 is found.
+        let (visited, scans, end) = scripted(&[&[1], &[1, 4], &[1, 4]], &[2]);
+        assert_eq!((visited, scans), (vec![4], 3));
+        assert!(matches!(end, Scans::Settled));
+        // A count that never agrees ends after MAX_SCANS, saying so.
+        let (visited, scans, end) = scripted(&[&[1, 2]], &[5]);
+        assert_eq!((visited, scans), (vec![2], MAX_SCANS));
+        assert!(matches!(end, Scans::Unsettled));
+    }
+
+    #[test]
+    fn the_kernel_counts_this_processs_threads() {
+        // Both counts this library reads agree with a scan of a quiet process: a test binary's other
+        // tests start and end threads, so a few tries are allowed.
+        assert!((0..20).any(|_| kernel_counts(list_threads().unwrap().len())));
+        assert!(!kernel_counts(list_threads().unwrap().len() + 1000));
     }
 
     #[test]
