@@ -84,15 +84,8 @@ fn kernel_counts(listed: usize) -> bool {
     if links.is_ok_and(|n| n == listed as u64 + 2) {
         return true;
     }
-    let status = match std::fs::read_to_string("/proc/self/status") {
-        Ok(s) => s,
-        Err(_) => return true,
-    };
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse::<usize>().ok());
-    !matches!(threads, Some(n) if n != listed)
+    let status = gpuaff_core::procfs::ProcFs::new("/proc").status("self");
+    !matches!(status, Ok(Some(s)) if s.threads.is_some_and(|n| n != listed))
 }
 
 /// How re-scanning the threads ended.
@@ -106,16 +99,17 @@ enum Scans {
     Unsettled,
 }
 
-/// Calls `visit` once for every thread `scan` lists that is not in `seen`, scanning again until a
-/// scan lists no new thread and `counted` agrees with its length. "No new thread" alone is not
+/// Calls `visit` once for every thread `scan` lists but `me`, scanning again until a scan lists no
+/// new thread and `counted` agrees with its length. "No new thread" alone is not
 /// enough: a thread ending while the kernel walks the list can make one scan skip a live thread
 /// (the walk goes by position), and the next scan may skip it again.
 fn scan_until_settled(
-    seen: &mut Vec<libc::pid_t>,
+    me: libc::pid_t,
     mut scan: impl FnMut() -> std::io::Result<Vec<libc::pid_t>>,
     mut counted: impl FnMut(usize) -> bool,
     mut visit: impl FnMut(libc::pid_t),
 ) -> Scans {
+    let mut seen = vec![me];
     for _ in 0..MAX_SCANS {
         let tids = match scan() {
             Ok(t) => t,
@@ -174,8 +168,7 @@ pub fn bind_threads(
         bound: vec![me],
         left_alone: Vec::new(),
     };
-    let mut seen = vec![me];
-    let scans = scan_until_settled(&mut seen, list_threads, kernel_counts, |tid| {
+    let scans = scan_until_settled(me, list_threads, kernel_counts, |tid| {
         let mask = match get_affinity(tid) {
             Ok(m) => m,
             Err(libc::ESRCH) => return, // exited meanwhile
@@ -318,11 +311,10 @@ mod tests {
     /// Runs `scan_until_settled` over scripted scans and counts: the threads visited, the scans
     /// made and the outcome.
     fn scripted(scans: &[&[libc::pid_t]], counts: &[usize]) -> (Vec<libc::pid_t>, usize, Scans) {
-        let mut seen = vec![1];
         let mut visited = Vec::new();
         let (mut s, mut c) = (0, 0);
         let end = scan_until_settled(
-            &mut seen,
+            1,
             || {
                 s += 1;
                 Ok(scans[(s - 1).min(scans.len() - 1)].to_vec())

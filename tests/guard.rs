@@ -193,7 +193,7 @@ fn libomp_dir() -> PathBuf {
 /// Builds, once per test process, with `cc` and `args` into CARGO_TARGET_TMPDIR/name.
 fn cc(name: &str, args: &[&std::ffi::OsStr]) -> PathBuf {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let tmp = out.with_extension(format!("{}.tmp", std::process::id()));
+    let tmp = tmp_beside(&out);
     let c = root().join("tests/c");
     let status = Command::new("cc")
         .args(["-O1", "-pthread", "-I"])
@@ -217,8 +217,7 @@ struct Omp {
     llvm: PathBuf,
 }
 
-/// Built once per test process: the tests sharing these would otherwise write the same files at
-/// once (the temporary names are per process, not per thread).
+/// Built once per test process (two tests use them).
 fn omp_programs() -> &'static Omp {
     static OMP: std::sync::OnceLock<Omp> = std::sync::OnceLock::new();
     OMP.get_or_init(build_omp_programs)
@@ -250,15 +249,17 @@ fn build_omp_programs() -> Omp {
         ],
     );
     let llvm = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libompwork-llvm.so");
+    let tmp = tmp_beside(&llvm);
     let status = Command::new("cc")
         .args(["-shared", "-o"])
-        .arg(&llvm)
+        .arg(&tmp)
         .arg(&obj)
         .arg(lomp.join("libomp.so"))
         .arg(format!("-Wl,-rpath,{}", lomp.display()))
         .status()
         .expect("cc runs");
     assert!(status.success(), "linking libompwork-llvm.so");
+    std::fs::rename(&tmp, &llvm).expect("rename");
     let main = c.join("omp.c");
     let linked = cc(
         "omp-linked",

@@ -15,7 +15,7 @@ fn make_second_copy() -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("second-copy");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let copy = dir.join("libgpuaff.so");
-    let tmp = dir.join(format!("libgpuaff.so.{}.tmp", std::process::id()));
+    let tmp = tmp_beside(&copy);
     std::fs::copy(so_path(), &tmp).expect("copy the library");
     std::fs::rename(&tmp, &copy).expect("rename the copy");
     copy

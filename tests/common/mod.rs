@@ -84,11 +84,21 @@ pub fn test_cc() -> std::ffi::OsString {
     std::env::var_os("GPUAFF_TEST_CC").unwrap_or_else(|| "cc".into())
 }
 
+/// A private name beside `out`, to write to and then rename onto `out`: a reader never sees half a
+/// file, and the name is unique per call (process id and a counter), so that neither two test
+/// processes nor two threads of one write the same temporary file. A name per process only was
+/// shared by the threads of one test binary: CI saw "symlink the library: File exists".
+pub fn tmp_beside(out: &Path) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    out.with_file_name(name)
+}
+
 /// A directory where -lgpuaff finds the built library and the SONAME it records (libgpuaff.so.0)
-/// resolves at run time: symlinks to the built libgpuaff.so, as an installed prefix has.
-///
-/// Made once per test process: the temporary names are per process, so two threads of one test
-/// binary making them at once would collide (seen in CI: "symlink the library: File exists").
+/// resolves at run time: symlinks to the built libgpuaff.so, as an installed prefix has. Made
+/// once per test process.
 pub fn link_dir() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(make_link_dir).clone()
@@ -101,8 +111,7 @@ fn make_link_dir() -> PathBuf {
     for name in ["libgpuaff.so", "libgpuaff.so.0"] {
         let link = dir.join(name);
         if std::fs::read_link(&link).ok().as_deref() != Some(so.as_path()) {
-            let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
-            let _ = std::fs::remove_file(&tmp);
+            let tmp = tmp_beside(&link);
             std::os::unix::fs::symlink(&so, &tmp).expect("symlink the library");
             std::fs::rename(&tmp, &link).expect("rename the symlink");
         }
@@ -113,7 +122,7 @@ fn make_link_dir() -> PathBuf {
 static COMPILED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
 
 /// Compiles tests/c/NAME.c (linked with -lgpuaff when `link`) into CARGO_TARGET_TMPDIR, once per test
-/// process; a temporary name then a rename keeps parallel test processes from seeing half a binary.
+/// process (through `tmp_beside`: parallel test processes never see half a binary).
 pub fn c_program(name: &str, link: bool) -> PathBuf {
     build_c(name, link, false)
 }
@@ -135,7 +144,7 @@ fn build_c(name: &str, link: bool, shared: bool) -> PathBuf {
     }
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let out = out_dir.join(&key);
-    let tmp = out_dir.join(format!("{key}.{}.tmp", std::process::id()));
+    let tmp = tmp_beside(&out);
     let src = root().join("tests/c").join(format!("{name}.c"));
     let mut cmd = Command::new(test_cc());
     if shared {
